@@ -1,0 +1,100 @@
+"""Shop calendars: time zone, peak hours and sale days. Pure Python (zoneinfo).
+
+Configured as JSON (``CS_PULSE_SHOPS`` env var: inline JSON or a path)::
+
+    {"default": {"tz": "Asia/Shanghai",
+                 "peaks": [["10:00", "12:00"], ["14:00", "17:00"], ["20:00", "23:00"]],
+                 "sale_days": ["11-11", "06-18"]},
+     "shops": {"shop-eu": {"tz": "Europe/Berlin"}}}
+
+A sale day is peak all day. Peak windows are half-open [start, end) in local time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+DEFAULT_PEAKS = (("10:00", "12:00"), ("14:00", "17:00"), ("20:00", "23:00"))
+DEFAULT_SALE_DAYS = ("11-11", "06-18", "12-12")
+
+
+def _hm(s: str) -> time:
+    h, m = s.split(":")
+    return time(int(h) % 24, int(m)) if s != "24:00" else time(23, 59, 59, 999999)
+
+
+@dataclass(frozen=True)
+class ShopCalendar:
+    tz: str = "Asia/Shanghai"
+    peaks: tuple[tuple[str, str], ...] = DEFAULT_PEAKS
+    sale_days: tuple[str, ...] = DEFAULT_SALE_DAYS
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return _zone(self.tz)
+
+    def local(self, ts: float) -> datetime:
+        return datetime.fromtimestamp(ts, self.zone)
+
+    def local_date(self, ts: float) -> str:
+        return self.local(ts).strftime("%Y-%m-%d")
+
+    def local_hour(self, ts: float) -> int:
+        return self.local(ts).hour
+
+    def next_midnight(self, ts: float) -> float:
+        """Epoch seconds of the next local midnight after ``ts`` (DST-safe)."""
+        d = self.local(ts).date()
+        nxt = datetime.fromordinal(d.toordinal() + 1).replace(tzinfo=self.zone)
+        return nxt.timestamp()
+
+    def is_peak(self, ts: float) -> bool:
+        local = self.local(ts)
+        if local.strftime("%m-%d") in self.sale_days:
+            return True
+        t = local.time()
+        return any(_hm(a) <= t < _hm(b) for a, b in self.peaks)
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+@dataclass
+class Calendars:
+    """Calendar per shop, falling back to the default for unknown shops."""
+
+    default: ShopCalendar = field(default_factory=ShopCalendar)
+    shops: dict[str, ShopCalendar] = field(default_factory=dict)
+
+    def for_shop(self, shop: str) -> ShopCalendar:
+        return self.shops.get(shop, self.default)
+
+    @staticmethod
+    def from_config(cfg: dict[str, Any]) -> Calendars:
+        def make(d: dict[str, Any], base: ShopCalendar) -> ShopCalendar:
+            return ShopCalendar(
+                tz=d.get("tz", base.tz),
+                peaks=tuple(tuple(p) for p in d.get("peaks", base.peaks)),  # type: ignore[misc]
+                sale_days=tuple(d.get("sale_days", base.sale_days)),
+            )
+
+        default = make(cfg.get("default", {}), ShopCalendar())
+        shops = {k: make(v, default) for k, v in cfg.get("shops", {}).items()}
+        return Calendars(default, shops)
+
+    @staticmethod
+    def from_env(value: str | None = None) -> Calendars:
+        raw = value if value is not None else os.environ.get("CS_PULSE_SHOPS", "")
+        if not raw:
+            return Calendars()
+        text = raw if raw.lstrip().startswith("{") else Path(raw).read_text()
+        return Calendars.from_config(json.loads(text))

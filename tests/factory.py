@@ -1,0 +1,45 @@
+"""Compact builders for schema-valid event dicts used across the tests."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from cs_pulse.domain.model import Event
+
+_ids = itertools.count(1)
+T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z, a fixed origin for hand-computed cases
+
+
+def event_dict(type_: str, t: float, conv: str = "c1", *, shop: str = "s1",
+               event_id: str | None = None, **fields: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "schema_version": 1,
+        "event_id": event_id or f"e{next(_ids)}",
+        "type": type_,
+        "ts": int(round((T0 + t) * 1000)),
+        "shop_id": shop,
+    }
+    if conv and not type_.startswith("agent.") and "customer_id" not in fields:
+        d["conversation_id"] = conv
+    if conv and not type_.startswith("agent."):
+        d.setdefault("channel", "chat")
+        d.setdefault("queue", "presale")
+    d.update(fields)
+    return d
+
+
+def ev(type_: str, t: float, conv: str = "c1", **fields: Any) -> Event:
+    return Event.from_dict(event_dict(type_, t, conv, **fields))
+
+
+def cust(t: float, conv: str = "c1", chars: int = 10, **kw: Any) -> Event:
+    return ev("message.sent", t, conv, sender="customer", chars=chars, **kw)
+
+
+def agent_msg(t: float, conv: str = "c1", agent: str = "a1", chars: int = 20, **kw: Any) -> Event:
+    return ev("message.sent", t, conv, sender="agent", agent_id=agent, chars=chars, **kw)
+
+
+def bot(t: float, conv: str = "c1", **kw: Any) -> Event:
+    return ev("message.sent", t, conv, sender="bot", chars=5, **kw)
