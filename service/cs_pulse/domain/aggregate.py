@@ -73,6 +73,7 @@ class Live:
     max_concurrency: float = 0.0
     booked_to: float | None = None   # time up to which presence/occupancy integrals are booked
     last_seen: float | None = None   # last presence or heartbeat
+    roster: dict[str, float] = field(default_factory=dict)  # shop series: agent -> concurrency
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -129,6 +130,12 @@ class Aggregator:
                 live.waiting.pop(fact.subject, None)
         elif kind in ("session_open", "session_close", "presence"):
             self._agent_change(fact)
+        elif kind == "roster":
+            live = self._live(fact.series)
+            if fact.value >= 0:
+                live.roster[fact.subject] = fact.value
+            else:
+                live.roster.pop(fact.subject, None)
         else:
             raise ValueError(f"unknown fact kind {kind!r}")
         return True
@@ -247,21 +254,28 @@ class Aggregator:
 
     # --- reading ---------------------------------------------------------------------------
 
-    def window(self, series: str, seconds: int, now: float) -> Counts:
-        """Sum of the slots of the rolling window ending at ``now``, plus unbooked presence."""
-        out: Counts = {}
-        first = slot_of(now) - seconds + SLOT_SECONDS
+    def windows(self, series: str, now: float) -> dict[str, Counts]:
+        """All rolling windows in one pass over the series' slots, plus "today"."""
+        current = slot_of(now)
+        firsts = {name: current - secs + SLOT_SECONDS for name, secs in WINDOWS.items()}
+        out: dict[str, Counts] = {name: {} for name in WINDOWS}
         for s, counts in self.slots.get(series, {}).items():
-            if first <= s <= now:
-                merge(out, counts)
+            if s > now:
+                continue
+            for name, first in firsts.items():
+                if s >= first:
+                    merge(out[name], counts)
         live = self.live.get(series)
         if live is not None and live.booked_to is not None and live.booked_to < now:
-            pending_slots: dict[str, dict[int, Counts]] = {}
-            pending_days: dict[str, dict[str, Counts]] = {}
-            for a, b in self._pieces(series, max(live.booked_to, first), now):
-                self._book_piece(series, live, a, b, pending_slots, pending_days)
-            for counts in pending_slots.get(series, {}).values():
-                merge(out, counts)
+            pending: dict[str, dict[int, Counts]] = {}
+            start = max(live.booked_to, min(firsts.values()))
+            for a, b in self._pieces(series, start, now):
+                self._book_piece(series, live, a, b, pending, {})
+            for s, counts in pending.get(series, {}).items():
+                for name, first in firsts.items():
+                    if s >= first:
+                        merge(out[name], counts)
+        out["today"] = self.today(series, now)
         return out
 
     def today(self, series: str, now: float) -> Counts:

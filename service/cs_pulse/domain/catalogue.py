@@ -56,8 +56,14 @@ QUEUE_ONLY = frozenset(
      "sl_abandoned_within", "sl_abandoned_after", "customer_messages", "customer_chars"}
 )
 
+# Kinds also folded into the shop's own series: the live staffing inputs (arrivals, handle
+# time, patience) must be whole on one worker.
+SHOP_KINDS = frozenset({"queued", "handle", "abandoned", "abandon_wait", "first_response"})
+
 # Stateful kinds handled by the live state of a series rather than summed.
-LIVE = frozenset({"wait_open", "wait_close", "session_open", "session_close", "presence"})
+LIVE = frozenset(
+    {"wait_open", "wait_close", "session_open", "session_close", "presence", "roster"}
+)
 
 
 def bucket_index(bounds: tuple[float, ...], value: float) -> int:

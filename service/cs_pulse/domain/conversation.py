@@ -14,6 +14,7 @@ from typing import Any
 
 from .catalogue import (
     QUEUE_ONLY,
+    SHOP_KINDS,
     CONVERSION_HORIZON_SECONDS,
     FCR_HORIZON_SECONDS,
     SERVICE_LEVEL_TARGET_SECONDS,
@@ -101,7 +102,8 @@ class _Emitter:
     """Collects facts with ids derived from the causing event (replays produce equal ids).
 
     A KPI fact goes to the conversation's queue series and, unless it describes only the queue,
-    to its agent's series too, so both boards are computed from whole groups on one worker.
+    to its agent's series too, so both boards are computed from whole groups on one worker;
+    staffing inputs go to the shop's series as well.
     """
 
     def __init__(self, event: Event, conv: Conversation) -> None:
@@ -113,6 +115,8 @@ class _Emitter:
         self.to(self.conv.queue_series, kind, value, ts=ts)
         if self.conv.agent and kind not in QUEUE_ONLY:
             self.to(self.conv.agent_series, kind, value, ts=ts)
+        if kind in SHOP_KINDS:
+            self.to(series_key(self.conv.shop), kind, value, ts=ts)
 
     def to(self, series: str, kind: str, value: float = 1.0, subject: str = "",
            ts: float | None = None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .aggregate import ONLINE_STATUSES
 from .conversation import Conversation, apply_event, expired
 from .model import Event, Fact, series_key
 
@@ -50,8 +51,14 @@ class ConversationStage:
         fid = f"{event.event_id}:0"
         if event.type == "agent.status":
             series = series_key(event.shop_id, "", "", event.team, event.agent_id)
+            status = event.attrs["status"]
             maxc = float(event.attrs.get("max_concurrency", 0))
-            return [Fact(fid, "presence", event.ts, series, maxc, event.attrs["status"])], False
+            roster = maxc if status in ONLINE_STATUSES else -1.0  # -1: not available
+            return [
+                Fact(fid, "presence", event.ts, series, maxc, status),
+                Fact(f"{event.event_id}:1", "roster", event.ts, series_key(event.shop_id),
+                     roster, event.agent_id),
+            ], False
         if event.type == "agent.heartbeat":
             series = series_key(event.shop_id, "", "", event.team, event.agent_id)
             return [Fact(fid, "presence", event.ts, series, 0.0, "heartbeat")], False

@@ -1,0 +1,111 @@
+"""Console entry point: ``cs-pulse worker|simulate|replay|demo|staffing|webhook|kafka``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cs-pulse", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    w = sub.add_parser("worker", help="run a stream worker (Faust) serving /metrics")
+    w.add_argument("--loglevel", default=os.environ.get("CS_PULSE_LOGLEVEL", "warning"))
+
+    s = sub.add_parser("simulate", help="produce simulated shop traffic to Kafka")
+    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--speed", type=float, default=60.0,
+                   help="simulated seconds per wall second (60 = an hour a minute)")
+    s.add_argument("--duration", type=float, default=600.0, help="wall seconds to run")
+    s.add_argument("--rate", type=float, default=2000.0, help="max events per wall second")
+    s.add_argument("--shops", type=int, default=2)
+    s.add_argument("--agents", type=int, default=12, help="agents per shop")
+    s.add_argument("--start", default=None, help="simulated start (ISO, default: now)")
+
+    r = sub.add_parser("replay", help="publish a recorded history in event-time order")
+    r.add_argument("file")
+    r.add_argument("--format", choices=["jsonl", "technion", "twitter"], default=None)
+    r.add_argument("--speedup", type=float, default=0.0, help="0 = as fast as possible")
+    r.add_argument("--limit", type=int, default=0)
+
+    d = sub.add_parser("demo", help="embedded broker + worker + simulator with a live summary")
+    d.add_argument("--duration", type=float, default=0.0, help="stop after N seconds (0 = ^C)")
+    d.add_argument("--speed", type=float, default=30.0)
+
+    st = sub.add_parser("staffing", help="print an Erlang C/A recommendation table")
+    st.add_argument("--arrivals", type=float, required=True, help="contacts per interval")
+    st.add_argument("--interval", type=float, default=1800.0, help="interval seconds")
+    st.add_argument("--aht", type=float, required=True, help="handle time seconds")
+    st.add_argument("--target", type=float, default=0.8)
+    st.add_argument("--within", type=float, default=30.0)
+    st.add_argument("--concurrency", type=float, default=1.0)
+    st.add_argument("--patience", type=float, default=0.0, help="mean patience s (Erlang A)")
+
+    wh = sub.add_parser("webhook", help="Chatwoot webhook receiver producing to Kafka")
+    wh.add_argument("--port", type=int, default=int(os.environ.get("CS_PULSE_WEBHOOK_PORT",
+                                                                   "8088")))
+
+    k = sub.add_parser("kafka", help="run the embedded development Kafka broker")
+    k.add_argument("--port", type=int, default=9092)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+    if args.command == "worker":
+        from cs_pulse.app import build_app
+        from cs_pulse.topics import ensure_topics
+
+        app = build_app()
+        ensure_topics_sync(ensure_topics)
+        sys.argv = ["cs-pulse", "worker", "--loglevel", args.loglevel, "--without-web"]
+        app.main()
+        return 0
+    if args.command == "simulate":
+        from cs_pulse.simulate import run_simulation
+
+        return asyncio.run(run_simulation(args))
+    if args.command == "replay":
+        from cs_pulse.replay import run_replay
+
+        return asyncio.run(run_replay(args))
+    if args.command == "demo":
+        from cs_pulse.demo import run_demo
+
+        return run_demo(args)
+    if args.command == "staffing":
+        from cs_pulse.staffing_cli import print_table
+
+        print_table(args)
+        return 0
+    if args.command == "webhook":
+        from cs_pulse.chatwoot import run_webhook
+
+        return asyncio.run(run_webhook(args.port))
+    if args.command == "kafka":
+        from cs_pulse.devkafka import KafkaBroker
+
+        broker = KafkaBroker(port=args.port).start()
+        print(f"Kafka on {broker.bootstrap} (^C to stop)", flush=True)
+        try:
+            assert broker.process is not None
+            broker.process.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            broker.stop()
+        return 0
+    return 2
+
+
+def ensure_topics_sync(fn: object) -> None:
+    from cs_pulse.settings import Settings
+
+    asyncio.run(fn(Settings()))  # type: ignore[operator]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

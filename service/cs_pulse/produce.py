@@ -1,0 +1,63 @@
+"""Producing events to ``cs.events``: the one place that knows the topic's keying rule."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+
+def event_key(event: dict[str, Any]) -> bytes:
+    """Conversation events by conversation; agent events by agent; orders by customer."""
+    key = (event.get("conversation_id") or event.get("agent_id")
+           or event.get("customer_id") or event.get("shop_id") or "")
+    return str(key).encode()
+
+
+class EventProducer:
+    def __init__(self, bootstrap: str, topic: str = "cs.events", linger_ms: int = 5) -> None:
+        self.topic = topic
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms,
+                                         acks="all", max_batch_size=256 * 1024)
+        self.sent = 0
+
+    async def __aenter__(self) -> EventProducer:
+        await self.producer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.producer.stop()
+
+    async def send(self, event: dict[str, Any]) -> asyncio.Future[Any]:
+        self.sent += 1
+        return await self.producer.send(self.topic, orjson.dumps(event), key=event_key(event))
+
+    async def send_raw(self, value: bytes, key: bytes | None = None) -> asyncio.Future[Any]:
+        self.sent += 1
+        return await self.producer.send(self.topic, value, key=key)
+
+    async def send_all(self, events: Iterable[dict[str, Any]]) -> int:
+        futures = [await self.send(e) for e in events]
+        await asyncio.gather(*futures)
+        return len(futures)
+
+    async def send_stream(self, events: AsyncIterator[dict[str, Any]]) -> int:
+        n = 0
+        batch: list[asyncio.Future[Any]] = []
+        async for e in events:
+            batch.append(await self.send(e))
+            n += 1
+            if len(batch) >= 5000:
+                await asyncio.gather(*batch)
+                batch.clear()
+        await asyncio.gather(*batch)
+        return n
+
+
+async def produce(bootstrap: str, events: Iterable[dict[str, Any]],
+                  topic: str = "cs.events") -> int:
+    async with EventProducer(bootstrap, topic) as p:
+        return await p.send_all(events)

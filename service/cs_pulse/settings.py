@@ -1,0 +1,43 @@
+"""Runtime configuration, all from environment variables (documented in the README)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from cs_pulse.domain.calendar import Calendars
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    broker: str = field(default_factory=lambda: _env("CS_PULSE_BROKER", "127.0.0.1:9092"))
+    app_id: str = field(default_factory=lambda: _env("CS_PULSE_APP_ID", "cs-pulse"))
+    events_topic: str = field(default_factory=lambda: _env("CS_PULSE_EVENTS_TOPIC", "cs.events"))
+    dlq_topic: str = field(default_factory=lambda: _env("CS_PULSE_DLQ_TOPIC", "cs.events.dlq"))
+    facts_topic: str = field(default_factory=lambda: _env("CS_PULSE_FACTS_TOPIC", "cs.facts"))
+    partitions: int = field(default_factory=lambda: int(_env("CS_PULSE_PARTITIONS", "8")))
+    metrics_host: str = field(default_factory=lambda: _env("CS_PULSE_METRICS_HOST", "0.0.0.0"))
+    metrics_port: int = field(default_factory=lambda: int(_env("CS_PULSE_METRICS_PORT", "9464")))
+    grace_seconds: float = field(
+        default_factory=lambda: float(_env("CS_PULSE_GRACE_SECONDS", "5")))
+    batch_size: int = field(default_factory=lambda: int(_env("CS_PULSE_BATCH_SIZE", "2000")))
+    batch_seconds: float = field(
+        default_factory=lambda: float(_env("CS_PULSE_BATCH_SECONDS", "0.05")))
+    sl_target_level: float = field(
+        default_factory=lambda: float(_env("CS_PULSE_SL_TARGET", "0.8")))
+    sl_target_seconds: float = field(
+        default_factory=lambda: float(_env("CS_PULSE_SL_SECONDS", "30")))
+    data_dir: str = field(default_factory=lambda: _env("CS_PULSE_DATA_DIR", "/tmp/cs-pulse"))
+    calendars: Calendars = field(default_factory=Calendars.from_env)
+
+    @property
+    def broker_url(self) -> str:
+        return self.broker if "://" in self.broker else f"kafka://{self.broker}"
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.split("://", 1)[-1]
