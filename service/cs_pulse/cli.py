@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     w = sub.add_parser("worker", help="run a stream worker (Faust) serving /metrics")
-    w.add_argument("--loglevel", default=os.environ.get("CS_PULSE_LOGLEVEL", "warning"))
+    w.add_argument("--loglevel", default=os.environ.get("CS_PULSE_LOGLEVEL", "warn"))
 
     s = sub.add_parser("simulate", help="produce simulated shop traffic to Kafka")
     s.add_argument("--seed", type=int, default=7)
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--duration", type=float, default=600.0, help="wall seconds to run")
     s.add_argument("--rate", type=float, default=2000.0, help="max events per wall second")
     s.add_argument("--shops", type=int, default=2)
-    s.add_argument("--agents", type=int, default=12, help="agents per shop")
+    s.add_argument("--agents", type=int, default=24, help="agents per shop")
     s.add_argument("--start", default=None, help="simulated start (ISO, default: now)")
 
     r = sub.add_parser("replay", help="publish a recorded history in event-time order")
@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--limit", type=int, default=0)
 
     d = sub.add_parser("demo", help="embedded broker + worker + simulator with a live summary")
-    d.add_argument("--duration", type=float, default=0.0, help="stop after N seconds (0 = ^C)")
-    d.add_argument("--speed", type=float, default=30.0)
+    d.add_argument("--duration", type=float, default=600.0, help="stop after N seconds")
+    d.add_argument("--speed", type=float, default=10.0, help="simulated seconds per second")
 
     st = sub.add_parser("staffing", help="print an Erlang C/A recommendation table")
     st.add_argument("--arrivals", type=float, required=True, help="contacts per interval")

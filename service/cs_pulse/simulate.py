@@ -1,0 +1,369 @@
+"""Traffic simulator: a seedable, deterministic discrete-event model of a shop's chat floor.
+
+Arrivals follow a daily curve with the SPEC's peaks (10-12, 14-17, 20-23 local) and sale days;
+agents work staggered shifts with a max concurrency; customers have exponential patience and
+abandon if no human answers in time; conversations run several customer-message runs, some go
+through a bot first, some are transferred or escalated, rated, reopened, or followed by an order.
+
+``generate`` yields events in event-time order (pure, testable); ``run_simulation`` paces them
+to Kafka at a chosen time compression and a hard events-per-second cap, and stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import heapq
+import itertools
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from cs_pulse.domain.calendar import ShopCalendar
+
+# Relative arrival intensity by local hour: quiet night, the three peaks of the SPEC.
+HOURLY_CURVE = (
+    0.15, 0.1, 0.06, 0.05, 0.05, 0.08, 0.15, 0.3, 0.55, 0.8, 1.3, 1.35,
+    0.9, 0.85, 1.2, 1.25, 1.2, 0.9, 0.8, 0.9, 1.4, 1.5, 1.3, 0.5,
+)
+SALE_DAY_FACTOR = 3.0
+
+
+@dataclass
+class SimConfig:
+    seed: int = 7
+    start: float = 0.0               # simulated epoch seconds
+    duration: float = 3600.0         # simulated seconds
+    shops: int = 2
+    agents_per_shop: int = 24
+    peak_arrivals_per_minute: float = 3.0   # per shop, at curve 1.0
+    patience_mean: float = 180.0
+    bot_share: float = 0.3
+    tz: str = "Asia/Shanghai"
+
+
+@dataclass
+class _Agent:
+    shop: str
+    agent_id: str
+    team: str
+    max_concurrency: int
+    shift_start: float
+    shift_end: float
+    online: bool = False
+    sessions: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Conv:
+    cid: str
+    shop: str
+    customer: str
+    queue: str
+    channel: str
+    patience: float
+    runs_left: int
+    agent: _Agent | None = None
+    answered: bool = False
+    closed: bool = False
+    enqueued_at: float = 0.0
+
+
+class Simulator:
+    def __init__(self, cfg: SimConfig) -> None:
+        self.cfg = cfg
+        self.rng = random.Random(cfg.seed)
+        self.heap: list[tuple[float, int, Callable[[float], None]]] = []
+        self.seq = itertools.count()
+        self.out: list[dict[str, Any]] = []
+        self.ids = itertools.count(1)
+        self.cal = ShopCalendar(tz=cfg.tz)
+        self.shops = [f"shop-{i + 1}" for i in range(cfg.shops)]
+        self.queues: dict[str, deque[_Conv]] = {s: deque() for s in self.shops}
+        self.agents: dict[str, list[_Agent]] = {s: [] for s in self.shops}
+        self.conv_n = itertools.count(1)
+        self._setup_agents()
+        for shop in self.shops:
+            self.at(cfg.start, lambda t, s=shop: self._arrival(t, s))
+
+    # --- scheduling ------------------------------------------------------------------------
+
+    def at(self, ts: float, fn: Callable[[float], None]) -> None:
+        heapq.heappush(self.heap, (ts, next(self.seq), fn))
+
+    def emit(self, type_: str, ts: float, shop: str, **fields: Any) -> None:
+        e: dict[str, Any] = {"schema_version": 1, "event_id": f"sim-{self.cfg.seed}-{next(self.ids)}",
+                             "type": type_, "ts": int(ts * 1000), "shop_id": shop}
+        e.update({k: v for k, v in fields.items() if v is not None})
+        self.out.append(e)
+
+    def steps(self) -> Iterator[list[dict[str, Any]]]:
+        """Run scheduled actions in time order; yields what each step emitted (may run ahead)."""
+        end = self.cfg.start + self.cfg.duration
+        while self.heap and self.heap[0][0] <= end:
+            ts, _, fn = heapq.heappop(self.heap)
+            fn(ts)
+            if self.out:
+                batch, self.out = self.out, []
+                yield batch
+
+    # --- agents ------------------------------------------------------------------------------
+
+    def _setup_agents(self) -> None:
+        day0 = self.cfg.start - (self.cfg.start % 86400)
+        for shop in self.shops:
+            for i in range(self.cfg.agents_per_shop):
+                # Three overlapping shifts of 9 h; a shift that began earlier today is already on.
+                start = day0 + [0.0, 8.0, 15.0][i % 3] * 3600 + self.rng.uniform(0, 1800)
+                agent = _Agent(shop, f"{shop}-agent-{i + 1}", f"team-{i % 2 + 1}",
+                               self.rng.choice([3, 4, 5]), start, start + 9 * 3600)
+                self.agents[shop].append(agent)
+                on = max(self.cfg.start, agent.shift_start)
+                if agent.shift_end > self.cfg.start:
+                    self.at(on, lambda t, a=agent: self._online(t, a))
+                    self.at(agent.shift_end, lambda t, a=agent: self._offline(t, a))
+                else:
+                    nxt = agent.shift_start + 86400
+                    self.at(nxt, lambda t, a=agent: self._online(t, a))
+
+    def _status(self, t: float, a: _Agent, status: str) -> None:
+        self.emit("agent.status", t, a.shop, agent_id=a.agent_id, team=a.team, status=status,
+                  max_concurrency=a.max_concurrency)
+
+    def _online(self, t: float, a: _Agent) -> None:
+        a.online = True
+        self._status(t, a, "online")
+        self.at(t + 300, lambda tt: self._heartbeat(tt, a))
+        self._dispatch(t, a.shop)
+
+    def _heartbeat(self, t: float, a: _Agent) -> None:
+        if a.online:
+            self.emit("agent.heartbeat", t, a.shop, agent_id=a.agent_id, team=a.team)
+            self.at(t + 300, lambda tt: self._heartbeat(tt, a))
+
+    def _offline(self, t: float, a: _Agent) -> None:
+        a.online = False
+        self._status(t, a, "offline")
+        a.shift_start += 86400
+        a.shift_end += 86400
+        self.at(a.shift_start, lambda tt: self._online(tt, a))
+        self.at(a.shift_end, lambda tt: self._offline(tt, a))
+
+    # --- customers ---------------------------------------------------------------------------
+
+    def _rate_per_second(self, t: float, shop: str) -> float:
+        local = self.cal.local(t)
+        factor = HOURLY_CURVE[local.hour] * (SALE_DAY_FACTOR if self.cal.is_peak(t) and
+                                             local.strftime("%m-%d") in self.cal.sale_days
+                                             else 1.0)
+        return self.cfg.peak_arrivals_per_minute * factor / 60.0
+
+    def _arrival(self, t: float, shop: str) -> None:
+        rate = max(self._rate_per_second(t, shop), 1e-6)
+        self.at(t + self.rng.expovariate(rate), lambda tt: self._arrival(tt, shop))
+        n = next(self.conv_n)
+        conv = _Conv(
+            cid=f"{shop}-c{n}", shop=shop, customer=f"cust-{self.rng.randrange(5000)}",
+            queue=self.rng.choices(["presale", "aftersale"], [0.6, 0.4])[0],
+            channel=self.rng.choices(["chat", "social", "email"], [0.85, 0.1, 0.05])[0],
+            patience=self.rng.expovariate(1.0 / self.cfg.patience_mean),
+            runs_left=1 + min(8, int(self.rng.expovariate(1 / 2.5))),
+        )
+        c = self._conv_fields(conv)
+        self.emit("conversation.started", t, shop, customer_id=conv.customer, **c)
+        self._customer_run(t + 1, conv)
+        if self.rng.random() < self.cfg.bot_share:
+            self.emit("message.sent", t + 2, shop, sender="bot", chars=60, **c)
+            self.at(t + 2 + self.rng.uniform(10, 40), lambda tt: self._enqueue(tt, conv))
+        else:
+            self._enqueue(t, conv)
+
+    def _conv_fields(self, conv: _Conv) -> dict[str, Any]:
+        return {"conversation_id": conv.cid, "queue": conv.queue, "channel": conv.channel,
+                "agent_id": conv.agent.agent_id if conv.agent else None,
+                "team": conv.agent.team if conv.agent else None}
+
+    def _enqueue(self, t: float, conv: _Conv) -> None:
+        conv.enqueued_at = t
+        self.emit("conversation.queued", t, conv.shop, **self._conv_fields(conv))
+        self.queues[conv.shop].append(conv)
+        self.at(t + conv.patience, lambda tt: self._patience_over(tt, conv))
+        self._dispatch(t, conv.shop)
+
+    def _patience_over(self, t: float, conv: _Conv) -> None:
+        if conv.answered or conv.closed:
+            return
+        conv.closed = True
+        if conv in self.queues[conv.shop]:
+            self.queues[conv.shop].remove(conv)
+        self.emit("conversation.closed", t, conv.shop, resolved=False, closed_by="customer",
+                  **self._conv_fields(conv))
+        if conv.agent is not None:
+            self._release(t, conv)
+
+    def _dispatch(self, t: float, shop: str) -> None:
+        queue = self.queues[shop]
+        while queue:
+            free = [a for a in self.agents[shop] if a.online and
+                    len(a.sessions) < a.max_concurrency]
+            if not free:
+                return
+            agent = min(free, key=lambda a: (len(a.sessions) / a.max_concurrency, a.agent_id))
+            conv = queue.popleft()
+            conv.agent = agent
+            agent.sessions.add(conv.cid)
+            self.emit("conversation.assigned", t, shop, **self._conv_fields(conv))
+            load = len(agent.sessions) / agent.max_concurrency
+            delay = self.rng.lognormvariate(math.log(8 + 25 * load), 0.6)
+            self.at(t + delay, lambda tt, c=conv: self._agent_reply(tt, c))
+
+    def _customer_run(self, t: float, conv: _Conv) -> None:
+        for k in range(1 + min(3, int(self.rng.expovariate(1.0)))):
+            self.emit("message.sent", t + 4 * k, conv.shop, sender="customer",
+                      chars=self.rng.randint(5, 120), customer_id=conv.customer,
+                      **self._conv_fields(conv))
+
+    def _agent_reply(self, t: float, conv: _Conv) -> None:
+        if conv.closed or conv.agent is None:
+            return
+        conv.answered = True
+        self.emit("message.sent", t, conv.shop, sender="agent", chars=self.rng.randint(20, 300),
+                  **self._conv_fields(conv))
+        conv.runs_left -= 1
+        if conv.runs_left <= 0:
+            self.at(t + self.rng.uniform(5, 60), lambda tt: self._close(tt, conv))
+            return
+        if self.rng.random() < 0.04:
+            self.at(t + 5, lambda tt: self._transfer(tt, conv))
+            return
+        if self.rng.random() < 0.02:
+            self.emit("conversation.escalated", t + 1, conv.shop, level=2,
+                      **self._conv_fields(conv))
+        gap = self.rng.uniform(5, 90)
+        self._customer_run(t + gap, conv)
+        load = len(conv.agent.sessions) / conv.agent.max_concurrency
+        delay = gap + 3 + self.rng.lognormvariate(math.log(10 + 30 * load), 0.7)
+        self.at(t + delay, lambda tt: self._agent_reply(tt, conv))
+
+    def _transfer(self, t: float, conv: _Conv) -> None:
+        if conv.closed or conv.agent is None:
+            return
+        others = [a for a in self.agents[conv.shop] if a.online and a is not conv.agent and
+                  len(a.sessions) < a.max_concurrency]
+        if not others:
+            self.at(t + 10, lambda tt: self._agent_reply(tt, conv))
+            return
+        target = self.rng.choice(others)
+        self._release(t, conv)
+        conv.agent = target
+        target.sessions.add(conv.cid)
+        self.emit("conversation.transferred", t, conv.shop, to_agent_id=target.agent_id,
+                  to_team=target.team, **self._conv_fields(conv))
+        self._customer_run(t + 2, conv)
+        self.at(t + 20 + self.rng.expovariate(1 / 15), lambda tt: self._agent_reply(tt, conv))
+
+    def _release(self, t: float, conv: _Conv) -> None:
+        if conv.agent is not None:
+            conv.agent.sessions.discard(conv.cid)
+            self.at(t, lambda tt, s=conv.shop: self._dispatch(tt, s))
+
+    def _close(self, t: float, conv: _Conv) -> None:
+        if conv.closed:
+            return
+        conv.closed = True
+        resolved = self.rng.random() < 0.85
+        fields = self._conv_fields(conv)
+        self.emit("conversation.closed", t, conv.shop, resolved=resolved, closed_by="agent",
+                  **fields)
+        self._release(t, conv)
+        if self.rng.random() < 0.4:
+            score = self.rng.choices([5, 4, 3, 2, 1], [0.55, 0.25, 0.1, 0.05, 0.05])[0]
+            self.emit("satisfaction.rated", t + self.rng.uniform(5, 120), conv.shop,
+                      score=score, scale=5, attitude="positive" if score >= 4 else "neutral",
+                      **fields)
+        if conv.queue == "presale" and self.rng.random() < 0.3:
+            self.emit("order.paid", t + self.rng.uniform(60, 7200), conv.shop,
+                      customer_id=conv.customer, order_id=f"o-{conv.cid}",
+                      amount=round(self.rng.uniform(20, 800), 2), currency="CNY",
+                      conversation_id=conv.cid)
+        if self.rng.random() < 0.03:
+            self.at(t + self.rng.uniform(60, 3600), lambda tt: self._reopen(tt, conv))
+
+    def _reopen(self, t: float, conv: _Conv) -> None:
+        conv.closed, conv.answered, conv.runs_left = False, False, 1
+        agent = conv.agent
+        conv.agent = None
+        self.emit("conversation.reopened", t, conv.shop, **self._conv_fields(conv))
+        conv.agent = agent
+        self._customer_run(t + 1, conv)
+        if agent is not None:
+            conv.agent = None
+        self._enqueue(t + 2, conv)
+
+
+def generate(cfg: SimConfig) -> Iterator[dict[str, Any]]:
+    """Simulated events, sorted by event time (messages emitted slightly ahead are buffered)."""
+    pending: list[tuple[int, int, dict[str, Any]]] = []
+    seq = itertools.count()
+    sim = Simulator(cfg)
+    end_ms = int((cfg.start + cfg.duration) * 1000)
+    for batch in sim.steps():
+        for e in batch:
+            heapq.heappush(pending, (e["ts"], next(seq), e))
+        # Nothing emitted later can be earlier than the next scheduled action.
+        horizon = sim.heap[0][0] * 1000 if sim.heap else end_ms
+        while pending and pending[0][0] <= horizon:
+            item = heapq.heappop(pending)[2]
+            if item["ts"] <= end_ms:
+                yield item
+    while pending:
+        item = heapq.heappop(pending)[2]
+        if item["ts"] <= end_ms:
+            yield item
+
+
+async def paced(cfg: SimConfig, speed: float, max_rate: float, wall_limit: float,
+                sim_origin: float | None = None) -> Any:
+    """Yield simulated events at ``speed`` x real time, at most ``max_rate``/s, for at most
+    ``wall_limit`` wall seconds. ``speed`` <= 0 means as fast as the rate cap allows."""
+    t0 = time.monotonic()
+    origin = cfg.start if sim_origin is None else sim_origin
+    sent_in_second, second = 0, int(t0)
+    for e in generate(cfg):
+        now = time.monotonic()
+        if now - t0 > wall_limit:
+            return
+        if speed > 0:
+            due = t0 + (e["ts"] / 1000.0 - origin) / speed
+            if due > now:
+                await asyncio.sleep(due - now)
+        if int(time.monotonic()) != second:
+            second, sent_in_second = int(time.monotonic()), 0
+        sent_in_second += 1
+        if sent_in_second > max_rate:
+            await asyncio.sleep(1.0 - (time.monotonic() % 1.0))
+            second, sent_in_second = int(time.monotonic()), 1
+        yield e
+
+
+async def run_simulation(args: argparse.Namespace) -> int:
+    from cs_pulse.produce import EventProducer
+    from cs_pulse.settings import Settings
+    from cs_pulse.topics import ensure_topics
+
+    settings = Settings()
+    await ensure_topics(settings)
+    # Compressed time runs ahead of the wall clock, so it starts in the past and ends ~now.
+    start = (datetime.fromisoformat(args.start).timestamp() if args.start
+             else time.time() - args.duration * max(args.speed, 1.0))
+    cfg = SimConfig(seed=args.seed, start=start, duration=args.duration * max(args.speed, 1.0),
+                    shops=args.shops, agents_per_shop=args.agents)
+    async with EventProducer(settings.bootstrap, settings.events_topic) as producer:
+        n = await producer.send_stream(paced(cfg, args.speed, args.rate, args.duration))
+    print(f"simulated {n} events")
+    return 0
