@@ -17,12 +17,11 @@ def event_dict(type_: str, t: float, conv: str = "c1", *, shop: str = "s1",
         "schema_version": 1,
         "event_id": event_id or f"e{next(_ids)}",
         "type": type_,
-        "ts": int(round((T0 + t) * 1000)),
+        "ts": round((T0 + t) * 1000),
         "shop_id": shop,
     }
-    if conv and not type_.startswith("agent.") and "customer_id" not in fields:
-        d["conversation_id"] = conv
     if conv and not type_.startswith("agent."):
+        d["conversation_id"] = conv
         d.setdefault("channel", "chat")
         d.setdefault("queue", "presale")
     d.update(fields)

@@ -16,7 +16,7 @@ from typing import Any
 
 import faust
 from aiohttp import web
-from faust.types import TP
+from faust.types import TP, TableT
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -50,17 +50,17 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
     events = app.topic(settings.events_topic, partitions=n, **raw)
     facts = app.topic(settings.facts_topic, partitions=n, internal=True, **raw)
-    schema = faust.Schema(key_type=bytes, value_type=bytes, **raw)
+    schema: faust.Schema = faust.Schema(key_type=bytes, value_type=bytes, **raw)
     conversations = app.Table("conversations", partitions=n, schema=schema)
     aggregates = app.Table("aggregates", partitions=n, schema=schema)
 
-    async def persist(table: faust.Table, changes: Iterable[Change]) -> None:
+    async def persist(table: TableT, changes: Iterable[Change]) -> None:
         for partition, key, value in changes:
             table.send_changelog(partition, key, value, value_serializer="raw")
 
-    def drain(table: faust.Table) -> list[tuple[bytes, bytes | None]]:
+    def drain(table: TableT) -> list[tuple[bytes, bytes | None]]:
         """Move recovered rows out of Faust's store: the engine holds the working copy."""
-        store = table.data
+        store: Any = table.data
         items = list(store.data.items())
         store.data.clear()
         return items
@@ -73,14 +73,15 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
     async def _aggregates_recovered() -> None:
         engine.load_aggregates(drain(aggregates))
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _revoked(app: faust.App, revoked: set[TP], **kwargs: Any) -> None:
         engine.revoke([tp.partition for tp in revoked if tp.topic == settings.events_topic],
                       [tp.partition for tp in revoked if tp.topic == facts.get_topic_name()])
 
     @app.agent(events)
     async def conversation_stage(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(settings.batch_size, settings.batch_seconds):
+        async for batch in stream.take_events(  # type: ignore[attr-defined]
+                settings.batch_size, settings.batch_seconds):
             out = engine.on_events(
                 (e.message.partition, e.message.offset, e.message.key, e.message.value)
                 for e in batch)
@@ -94,7 +95,8 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
 
     @app.agent(facts)
     async def aggregate_stage(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(settings.batch_size, settings.batch_seconds):
+        async for batch in stream.take_events(  # type: ignore[attr-defined]
+                settings.batch_size, settings.batch_seconds):
             changes = engine.on_facts(
                 (e.message.partition, e.message.offset, e.message.key, e.message.value)
                 for e in batch)

@@ -43,11 +43,11 @@ def summary(m: dict[str, list[tuple[dict[str, str], float]]]) -> str:
     lines = [f"{'shop':<10} {'SL30':>8} {'FRT p90':>8} {'reply':>6} {'abandon':>8} "
              f"{'waiting':>8} {'oldest':>7} {'online':>7} {'needed':>7} {'peak':>5}"]
     sl_in = per_shop("cs_service_level_contacts_total", outcome="answered_within")
-    sl_den = defaultdict(float)
+    sl_den: dict[str, float] = defaultdict(float)
     for o in ("answered_within", "answered_after", "abandoned_after"):
         for shop, v in per_shop("cs_service_level_contacts_total", outcome=o).items():
             sl_den[shop] += v
-    frt = defaultdict(float)
+    frt: dict[str, float] = defaultdict(float)
     for labels, v in m.get("cs_first_response_window_seconds", []):
         if labels.get("window") == "5m" and labels.get("stat") == "p90":
             frt[labels["shop"]] = max(frt[labels["shop"]], v)
@@ -79,8 +79,9 @@ def run_demo(args: argparse.Namespace) -> int:
     metrics_port = int(os.environ.get("CS_PULSE_METRICS_PORT", "9464"))
     print("starting embedded Kafka (first run downloads the broker jars with mvn)...", flush=True)
     broker = KafkaBroker(port=free_port()).start()
-    env = dict(os.environ, CS_PULSE_BROKER=broker.bootstrap, CS_PULSE_METRICS_PORT=str(metrics_port),
-               CS_PULSE_METRICS_HOST="127.0.0.1", CS_PULSE_PARTITIONS="4")
+    env = dict(os.environ, CS_PULSE_BROKER=broker.bootstrap,
+               CS_PULSE_METRICS_PORT=str(metrics_port), CS_PULSE_METRICS_HOST="127.0.0.1",
+               CS_PULSE_PARTITIONS="4")
     procs: list[subprocess.Popen[bytes]] = []
     try:
         procs.append(subprocess.Popen([sys.executable, "-m", "cs_pulse.cli", "worker"], env=env))

@@ -129,9 +129,9 @@ class KafkaBroker:
 
     def _wait_ready(self, timeout: float) -> None:
         """Ready means the broker answers a metadata request, not merely that the port is open."""
-        from aiokafka.admin import AIOKafkaAdminClient  # local: keep import cost off the CLI path
-
         import asyncio
+
+        from aiokafka.admin import AIOKafkaAdminClient  # local: keep import cost off the CLI path
 
         async def probe() -> bool:
             admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=3000)

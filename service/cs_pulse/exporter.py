@@ -173,9 +173,9 @@ class KpiCollector(Collector):
         for kind, (suffix, doc) in HISTOGRAM_NAMES.items():
             if f"{kind}:count" not in totals:
                 continue
-            counts = hist_counts(totals, kind)
+            per_bucket = hist_counts(totals, kind)
             cumulative, buckets = 0.0, []
-            for bound, c in zip([*HISTOGRAMS[kind], float("inf")], counts, strict=True):
+            for bound, c in zip([*HISTOGRAMS[kind], float("inf")], per_bucket, strict=True):
                 cumulative += c
                 buckets.append(("+Inf" if bound == float("inf") else _bounds(bound), cumulative))
             fams.histogram(prefix + suffix, doc, names).add_metric(
@@ -190,12 +190,12 @@ class KpiCollector(Collector):
                     fams.gauge(prefix + name, doc, wl).add_metric(wv, value)
             for kind, label in (("first_response", "first_response"), ("response", "response")):
                 stats = hist_stats(counts, kind)
-                fam = fams.gauge(f"{prefix}{label}_window_seconds",
+                stat_fam = fams.gauge(f"{prefix}{label}_window_seconds",
                                  f"{label.replace('_', ' ')} p50/p90/avg over the window.",
                                  [*wl, "stat"])
                 for stat, value in stats.items():
                     if value is not None:
-                        fam.add_metric([*wv, stat], value)
+                        stat_fam.add_metric([*wv, stat], value)
             if prefix == "cs_agent_" and "max_open" in counts:
                 fams.gauge("cs_agent_max_open_sessions",
                            "Most conversations open at once in the window.", wl).add_metric(

@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from cs_pulse.domain.calendar import ShopCalendar
@@ -89,7 +90,7 @@ class Simulator:
         self.conv_n = itertools.count(1)
         self._setup_agents()
         for shop in self.shops:
-            self.at(cfg.start, lambda t, s=shop: self._arrival(t, s))
+            self.at(cfg.start, partial(self._arrival, shop=shop))
 
     # --- scheduling ------------------------------------------------------------------------
 
@@ -97,7 +98,8 @@ class Simulator:
         heapq.heappush(self.heap, (ts, next(self.seq), fn))
 
     def emit(self, type_: str, ts: float, shop: str, **fields: Any) -> None:
-        e: dict[str, Any] = {"schema_version": 1, "event_id": f"sim-{self.cfg.seed}-{next(self.ids)}",
+        e: dict[str, Any] = {"schema_version": 1,
+                             "event_id": f"sim-{self.cfg.seed}-{next(self.ids)}",
                              "type": type_, "ts": int(ts * 1000), "shop_id": shop}
         e.update({k: v for k, v in fields.items() if v is not None})
         self.out.append(e)
@@ -125,11 +127,11 @@ class Simulator:
                 self.agents[shop].append(agent)
                 on = max(self.cfg.start, agent.shift_start)
                 if agent.shift_end > self.cfg.start:
-                    self.at(on, lambda t, a=agent: self._online(t, a))
-                    self.at(agent.shift_end, lambda t, a=agent: self._offline(t, a))
+                    self.at(on, partial(self._online, a=agent))
+                    self.at(agent.shift_end, partial(self._offline, a=agent))
                 else:
                     nxt = agent.shift_start + 86400
-                    self.at(nxt, lambda t, a=agent: self._online(t, a))
+                    self.at(nxt, partial(self._online, a=agent))
 
     def _status(self, t: float, a: _Agent, status: str) -> None:
         self.emit("agent.status", t, a.shop, agent_id=a.agent_id, team=a.team, status=status,
@@ -220,7 +222,7 @@ class Simulator:
             self.emit("conversation.assigned", t, shop, **self._conv_fields(conv))
             load = len(agent.sessions) / agent.max_concurrency
             delay = self.rng.lognormvariate(math.log(8 + 25 * load), 0.6)
-            self.at(t + delay, lambda tt, c=conv: self._agent_reply(tt, c))
+            self.at(t + delay, partial(self._agent_reply, conv=conv))
 
     def _customer_run(self, t: float, conv: _Conv) -> None:
         for k in range(1 + min(3, int(self.rng.expovariate(1.0)))):
@@ -270,7 +272,7 @@ class Simulator:
     def _release(self, t: float, conv: _Conv) -> None:
         if conv.agent is not None:
             conv.agent.sessions.discard(conv.cid)
-            self.at(t, lambda tt, s=conv.shop: self._dispatch(tt, s))
+            self.at(t, partial(self._dispatch, shop=conv.shop))
 
     def _close(self, t: float, conv: _Conv) -> None:
         if conv.closed:

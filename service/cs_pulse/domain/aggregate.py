@@ -242,6 +242,8 @@ class Aggregator:
             add_counts["online_seconds"] = dt
             add_counts["capacity_seconds"] = live.max_concurrency * dt
         add_counts["max_open"] = float(len(live.sessions))
+        if live.online:
+            add_counts["last_online"] = b
         if slots is not None and a >= self._horizon():
             s = slot_of(a)
             merge(slots.setdefault(series, {}).setdefault(s, {}), add_counts)

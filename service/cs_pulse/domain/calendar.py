@@ -83,7 +83,7 @@ class Calendars:
         def make(d: dict[str, Any], base: ShopCalendar) -> ShopCalendar:
             return ShopCalendar(
                 tz=d.get("tz", base.tz),
-                peaks=tuple(tuple(p) for p in d.get("peaks", base.peaks)),  # type: ignore[misc]
+                peaks=tuple((str(a), str(b)) for a, b in d.get("peaks", base.peaks)),
                 sale_days=tuple(d.get("sale_days", base.sale_days)),
             )
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .catalogue import (
-    QUEUE_ONLY,
-    SHOP_KINDS,
     CONVERSION_HORIZON_SECONDS,
     FCR_HORIZON_SECONDS,
+    QUEUE_ONLY,
     SERVICE_LEVEL_TARGET_SECONDS,
+    SHOP_KINDS,
     SHORT_ABANDON_SECONDS,
 )
 from .model import Event, Fact, series_key
@@ -74,7 +74,8 @@ class Conversation:
         return series_key(self.shop, "", "", self.team, self.agent) if self.agent else ""
 
 
-def message_runs(customer_ts: list[float], agent_ts: list[float]) -> list[tuple[float, float | None]]:
+def message_runs(customer_ts: list[float], agent_ts: list[float]
+                 ) -> list[tuple[float, float | None]]:
     """Runs of customer messages as (first message ts, answering agent message ts or None).
 
     A run is ended by the next human agent message; at equal times the customer message counts

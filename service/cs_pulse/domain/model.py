@@ -15,7 +15,8 @@ from typing import Any
 SERIES_LABELS = ("shop", "queue", "channel", "team", "agent")
 
 
-def series_key(shop: str, queue: str = "", channel: str = "", team: str = "", agent: str = "") -> str:
+def series_key(shop: str, queue: str = "", channel: str = "", team: str = "",
+               agent: str = "") -> str:
     return f"{shop}|{queue}|{channel}|{team}|{agent}"
 
 

@@ -73,13 +73,16 @@ class Decoder:
     def validate(self, data: Any) -> Event | Rejected:
         if not isinstance(data, dict):
             return Rejected("not_object", type(data).__name__)
-        validator = self.validators.get(data.get("type"))  # type: ignore[arg-type]
+        type_ = data.get("type")
+        validator = self.validators.get(type_) if isinstance(type_, str) else None
         if validator is None:
             return Rejected("unknown_type", repr(data.get("type"))[:100])
         try:
             validator(data)
         except fastjsonschema.JsonSchemaValueException as exc:
-            reason = "missing_field" if "must contain" in exc.message else "invalid_field"
+            # Our schemas use anyOf only for "one of these fields is required".
+            missing = "must contain" in exc.message or exc.rule == "anyOf"
+            reason = "missing_field" if missing else "invalid_field"
             if exc.name == "data.ts" and "bigger than or equal" in exc.message:
                 reason = "ancient_timestamp"
             elif exc.name == "data.ts" and "smaller than or equal" in exc.message:

@@ -1,0 +1,117 @@
+"""Test harness: real worker processes against the real local broker, scraped over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from cs_pulse.devkafka import free_port
+
+Samples = list[tuple[str, dict[str, str], float]]
+
+
+def parse(text: str) -> Samples:
+    return [(s.name, s.labels, s.value)
+            for fam in text_string_to_metric_families(text) for s in fam.samples]
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    return sum(v for n, lab, v in samples
+               if n == name and all(lab.get(k) == want for k, want in labels.items()))
+
+
+@dataclass
+class Topology:
+    """Unique app id and topic names so tests sharing one broker never see each other."""
+
+    broker: str
+    partitions: int = 4
+    name: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:8]}")
+
+    @property
+    def events_topic(self) -> str:
+        return f"{self.name}.events"
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"{self.name}.events.dlq"
+
+    def env(self, metrics_port: int, data_dir: str) -> dict[str, str]:
+        return dict(
+            os.environ,
+            CS_PULSE_BROKER=self.broker, CS_PULSE_APP_ID=self.name,
+            CS_PULSE_EVENTS_TOPIC=self.events_topic, CS_PULSE_DLQ_TOPIC=self.dlq_topic,
+            CS_PULSE_FACTS_TOPIC=f"{self.name}.facts", CS_PULSE_PARTITIONS=str(self.partitions),
+            CS_PULSE_METRICS_HOST="127.0.0.1", CS_PULSE_METRICS_PORT=str(metrics_port),
+            CS_PULSE_DATA_DIR=data_dir, CS_PULSE_BATCH_SECONDS="0.02",
+        )
+
+
+class WorkerProcess:
+    def __init__(self, topology: Topology, tmp: Path, log_name: str = "worker") -> None:
+        self.port = free_port()
+        self.log_path = tmp / f"{log_name}-{self.port}.log"
+        data_dir = tmp / f"data-{self.port}"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.env = topology.env(self.port, str(data_dir))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
+        self.proc = subprocess.Popen([sys.executable, "-m", "cs_pulse.cli", "worker"],
+                                     env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.wait_until(lambda s: True, timeout=60)
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/metrics"
+
+    def scrape(self) -> Samples:
+        with urllib.request.urlopen(self.url, timeout=10) as resp:
+            return parse(resp.read().decode())
+
+    def wait_until(self, predicate: Callable[[Samples], bool], timeout: float = 60.0) -> Samples:
+        deadline = time.monotonic() + timeout
+        last: Samples = []
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited: {self.log_tail()}")
+            try:
+                last = self.scrape()
+                if predicate(last):
+                    return last
+            except OSError:
+                pass
+            time.sleep(0.25)
+        raise TimeoutError(f"condition not met in {timeout}s; log:\n{self.log_tail()}")
+
+    def log_tail(self, n: int = 40) -> str:
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(lines[-n:])
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            if sig in (signal.SIGKILL, signal.SIGTERM):
+                self.proc.wait(60)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)

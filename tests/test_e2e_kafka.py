@@ -1,0 +1,129 @@
+"""End to end against the real broker: produce a scripted set, scrape /metrics, exact values."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+import factory
+from cs_pulse.devkafka import KafkaBroker
+from cs_pulse.produce import EventProducer, produce
+from factory import event_dict
+from harness import Topology, WorkerProcess, value
+
+pytestmark = pytest.mark.kafka
+Q = {"shop": "s1", "queue": "presale", "channel": "chat"}
+
+
+def scripted(t0: float) -> list[dict[str, Any]]:
+    factory.T0 = t0
+    e = event_dict
+    return [
+        # c1: FRT 13; runs [1]->13 (12 s), [20,25]->40 (20 s), [50] unanswered at close
+        e("conversation.started", 0, "c1"), e("message.sent", 1, "c1", sender="customer",
+                                               chars=10),
+        e("conversation.assigned", 2, "c1", agent_id="a1", team="t1"),
+        e("message.sent", 13, "c1", sender="agent", agent_id="a1", chars=30),
+        e("message.sent", 20, "c1", sender="customer", chars=5),
+        e("message.sent", 25, "c1", sender="customer", chars=5),
+        e("message.sent", 40, "c1", sender="agent", agent_id="a1", chars=30),
+        e("message.sent", 50, "c1", sender="customer", chars=5),
+        e("conversation.closed", 60, "c1", closed_by="agent", resolved=True),
+        # c2: FRT 45 (after the 30 s target); one run answered
+        e("conversation.started", 5, "c2"), e("message.sent", 6, "c2", sender="customer",
+                                               chars=10),
+        e("conversation.assigned", 7, "c2", agent_id="a2", team="t1"),
+        e("message.sent", 50, "c2", sender="agent", agent_id="a2", chars=30),
+        e("conversation.closed", 70, "c2", closed_by="agent", resolved=False),
+        # c3: customer leaves after 10 s without a reply: abandoned after the 5 s threshold
+        e("conversation.started", 10, "c3"), e("message.sent", 12, "c3", sender="customer",
+                                                chars=10),
+        e("conversation.closed", 20, "c3", closed_by="customer", resolved=False),
+    ]
+
+
+def test_worker_exports_exact_first_response_and_reply_rate(kafka: KafkaBroker,
+                                                            tmp_path: Path) -> None:
+    topo = Topology(kafka.bootstrap)
+    worker = WorkerProcess(topo, tmp_path).start()
+    try:
+        events = scripted(time.time() - 120)
+        asyncio.run(produce(kafka.bootstrap, events, topic=topo.events_topic))
+        s = worker.wait_until(
+            lambda s: value(s, "cs_events_processed_total") == len(events)
+            and value(s, "cs_conversations_ended_total", **Q) == 3)
+        assert value(s, "cs_first_response_seconds_count", **Q) == 2
+        assert value(s, "cs_first_response_seconds_sum", **Q) == 58.0          # 13 + 45
+        assert value(s, "cs_first_response_seconds_bucket", le="15", **Q) == 1
+        assert value(s, "cs_first_response_seconds_bucket", le="30", **Q) == 1
+        assert value(s, "cs_first_response_seconds_bucket", le="60", **Q) == 2
+        assert value(s, "cs_response_seconds_sum", **Q) == 12 + 20 + 44.0     # c2: 50 - 6
+        assert value(s, "cs_runs_total", outcome="answered", **Q) == 3
+        assert value(s, "cs_runs_total", outcome="unanswered", **Q) == 2
+        assert value(s, "cs_reply_rate_ratio", window="60m", **Q) == pytest.approx(3 / 5)
+        assert value(s, "cs_conversation_reply_rate_ratio", window="60m", **Q) == \
+            pytest.approx(2 / 3)
+        assert value(s, "cs_service_level_ratio", window="60m", **Q) == pytest.approx(1 / 3)
+        assert value(s, "cs_abandonment_ratio", window="60m", **Q) == pytest.approx(1 / 3)
+        assert value(s, "cs_agent_first_response_seconds_sum", agent="a1") == 13.0
+        assert value(s, "cs_agent_first_response_seconds_sum", agent="a2") == 45.0
+        assert value(s, "cs_first_response_window_seconds", window="60m", stat="avg",
+                     **Q) == 29.0
+        assert value(s, "cs_agent_open_sessions") == 0
+    finally:
+        worker.stop()
+
+
+def test_bad_input_goes_to_the_dead_letter_topic_and_is_counted(kafka: KafkaBroker,
+                                                                tmp_path: Path) -> None:
+    topo = Topology(kafka.bootstrap)
+    worker = WorkerProcess(topo, tmp_path).start()
+    good = event_dict("conversation.started", 0, "ok-1")
+    good["ts"] = int(time.time() * 1000)
+    future = dict(good, event_id="fut-1", ts=int((time.time() + 3600) * 1000))
+    bad = [b"{not json", b"[]", orjson.dumps({"type": "chat.poked"}),
+           orjson.dumps({k: v for k, v in good.items() if k != "shop_id"} | {"event_id": "m1"}),
+           orjson.dumps(future)]
+
+    async def send() -> None:
+        async with EventProducer(kafka.bootstrap, topo.events_topic) as p:
+            futs = [await p.send_raw(raw, b"k") for raw in bad]
+            futs.append(await p.send(good))
+            futs.append(await p.send(good))           # duplicate event_id
+            await asyncio.gather(*futs)
+
+    async def read_dlq(n: int) -> list[Any]:
+        consumer = AIOKafkaConsumer(topo.dlq_topic, bootstrap_servers=kafka.bootstrap,
+                                    auto_offset_reset="earliest", group_id=None)
+        await consumer.start()
+        try:
+            out: list[Any] = []
+            deadline = time.monotonic() + 30
+            while len(out) < n and time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=1000)
+                out.extend(m for msgs in batch.values() for m in msgs)
+            return out
+        finally:
+            await consumer.stop()
+
+    try:
+        asyncio.run(send())
+        s = worker.wait_until(lambda s: value(s, "cs_events_rejected_total") == 5
+                              and value(s, "cs_events_duplicate_total") == 1)
+        for reason in ("malformed_json", "not_object", "unknown_type", "missing_field",
+                       "future_timestamp"):
+            assert value(s, "cs_events_rejected_total", reason=reason) == 1, reason
+        assert value(s, "cs_conversations_total") == 1
+        dead = asyncio.run(read_dlq(5))
+        assert sorted(m.value for m in dead) == sorted(bad)
+        reasons = sorted(dict(m.headers)["reason"].decode() for m in dead)
+        assert reasons == sorted(["malformed_json", "not_object", "unknown_type",
+                                  "missing_field", "future_timestamp"])
+    finally:
+        worker.stop()

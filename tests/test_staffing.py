@@ -1,0 +1,66 @@
+"""Erlang C / Erlang A against published reference values (3 significant figures)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from cs_pulse.domain.staffing import (
+    average_speed_of_answer,
+    erlang_a,
+    erlang_c,
+    recommend,
+    servers_needed,
+    service_level,
+)
+
+# 100 contacts per 30 min, AHT 180 s -> 10 Erlangs; target 80 % in 20 s.
+LOAD = 100 / 1800 * 180
+
+
+def test_erlang_c_reference_example() -> None:
+    assert servers_needed(LOAD, 180, 0.8, 20) == 14
+    assert service_level(14, LOAD, 180, 20) == pytest.approx(0.88835, abs=5e-5)
+    assert erlang_c(14, LOAD) == pytest.approx(0.17413, abs=5e-5)
+    assert average_speed_of_answer(14, LOAD, 180) == pytest.approx(7.84, abs=5e-3)
+
+
+@pytest.mark.parametrize("agents,p_wait", [(11, 0.6821), (12, 0.4494), (13, 0.2853),
+                                           (15, 0.1020)])
+def test_erlang_c_probability_of_waiting(agents: int, p_wait: float) -> None:
+    assert erlang_c(agents, LOAD) == pytest.approx(p_wait, abs=5e-5)
+
+
+def test_erlang_a_whitt_2005_table_1() -> None:
+    r = erlang_a(100, 102.0, 1.0, 1.0)
+    assert 1 - r.p_wait == pytest.approx(0.4083, abs=5e-5)
+    assert r.p_abandon == pytest.approx(0.0499, abs=5e-5)
+    assert r.mean_queue == pytest.approx(5.092, abs=5e-4)
+
+
+def test_large_systems_do_not_overflow() -> None:
+    assert 0 < erlang_c(3000, 2950.0) < 1
+    r = erlang_a(2000, 2100.0, 1.0, 0.5)
+    assert 0 < r.p_abandon < 1 and math.isfinite(r.mean_queue)
+    assert servers_needed(1900.0, 180, 0.8, 30) > 1900
+
+
+def test_unstable_queue_is_explicit() -> None:
+    assert erlang_c(10, 10.0) == 1.0
+    assert service_level(9, 10.0, 180, 20) == 0.0
+    assert average_speed_of_answer(9, 10.0, 180) == math.inf
+
+
+def test_recommendation_with_chat_concurrency() -> None:
+    # 10 Erlangs need 14 servers; at 3 chats per agent that is ceil(14 / 3) = 5 agents.
+    r = recommend(100 / 1800, 180, agents_online=4, concurrency=3, target_level=0.8,
+                  target_seconds=20, patience_seconds=120)
+    assert (r.servers_needed, r.agents_needed, r.gap) == (14, 5, 1)
+    assert r.expected_service_level == pytest.approx(service_level(12, LOAD, 180, 20))
+    assert r.expected_abandon is not None and 0 < r.expected_abandon < 1
+
+
+def test_no_traffic_needs_no_one() -> None:
+    r = recommend(0.0, 180, agents_online=3)
+    assert (r.agents_needed, r.gap, r.expected_service_level) == (0, -3, None)
