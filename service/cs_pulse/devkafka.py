@@ -188,3 +188,9 @@ class KafkaBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+if __name__ == "__main__":  # ``python -m cs_pulse.devkafka [VERSION]`` pre-fetches the jars
+    import sys
+
+    print(resolve_jars(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_KAFKA_VERSION))
