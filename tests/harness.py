@@ -59,12 +59,13 @@ class Topology:
 
 
 class WorkerProcess:
-    def __init__(self, topology: Topology, tmp: Path, log_name: str = "worker") -> None:
+    def __init__(self, topology: Topology, tmp: Path, log_name: str = "worker",
+                 **extra_env: str) -> None:
         self.port = free_port()
         self.log_path = tmp / f"{log_name}-{self.port}.log"
         data_dir = tmp / f"data-{self.port}"
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.env = topology.env(self.port, str(data_dir))
+        self.env = topology.env(self.port, str(data_dir)) | extra_env
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:

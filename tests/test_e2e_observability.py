@@ -1,0 +1,174 @@
+"""Real worker fed by the simulator, scraped by Debian's Prometheus with the project's rules:
+every Grafana panel and alert query parses and returns data, and a peak-hour service-level
+breach travels Prometheus -> Alertmanager -> the on-call webhook."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from harness import Topology, WorkerProcess
+from promstack import REPO, Alertmanager, Prometheus, WebhookSink
+
+from cs_pulse.devkafka import KafkaBroker
+from cs_pulse.produce import EventProducer
+from cs_pulse.simulate import SimConfig, paced
+
+pytestmark = [pytest.mark.kafka, pytest.mark.prometheus]
+ALL_DAY_PEAK = {"default": {"tz": "UTC", "peaks": [["00:00", "24:00"]]}}
+
+
+def panel_queries() -> list[tuple[str, str]]:
+    spec = importlib.util.spec_from_file_location("grafana_build", REPO / "grafana/build.py")
+    assert spec and spec.loader
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    out: list[tuple[str, str]] = []
+    for name, board in build.DASHBOARDS.items():
+        for p in board["panels"]:
+            out += [(f"{name}/{p['title']}/{t['refId']}", t["expr"]) for t in p["targets"]]
+        for v in board["templating"]["list"]:
+            inner = re.fullmatch(r"label_values\((.*),\s*\w+\)", v["query"]["query"])
+            assert inner, v["query"]["query"]
+            out.append((f"{name}/variable {v['name']}", inner.group(1)))
+        out += [(f"{name}/annotation", a["expr"]) for a in board["annotations"]["list"]]
+    rules = yaml.safe_load((REPO / "grafana/provisioning/alerting/cs-pulse-rules.yml")
+                           .read_text())
+    out += [(f"grafana-rule/{r['uid']}", d["model"]["expr"]) for g in rules["groups"]
+            for r in g["rules"] for d in r["data"] if d["datasourceUid"] != "__expr__"]
+    return [(k, re.sub(r"\$(shop|queue|agent)", ".*", e)) for k, e in out]
+
+
+def test_committed_dashboards_are_built_from_code() -> None:
+    spec = importlib.util.spec_from_file_location("grafana_build", REPO / "grafana/build.py")
+    assert spec and spec.loader
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    for name, text in build.render().items():
+        assert (REPO / "grafana/dashboards" / name).read_text() == text, \
+            f"{name} is stale: run python grafana/build.py"
+
+
+def breach_conversation(i: int, now: float) -> list[dict[str, Any]]:
+    """shop-b: every customer gets the first reply after 45 s (misses the 30 s target)."""
+    t0 = int((now - 60) * 1000)
+    base = {"schema_version": 1, "shop_id": "shop-b", "conversation_id": f"b{i}",
+            "channel": "chat", "queue": "presale"}
+
+    def e(n: int, type_: str, dt: int, **kw: Any) -> dict[str, Any]:
+        return base | {"event_id": f"b{i}-{n}", "type": type_, "ts": t0 + dt * 1000} | kw
+
+    return [e(0, "conversation.started", 0), e(1, "message.sent", 1, sender="customer",
+                                                chars=9),
+            e(2, "conversation.assigned", 2, agent_id="b-agent"),
+            e(3, "message.sent", 45, sender="agent", agent_id="b-agent", chars=30),
+            e(4, "conversation.closed", 50, closed_by="agent", resolved=True)]
+
+
+class BreachTraffic(threading.Thread):
+    """One late-answered conversation a second, until stopped (hard limit: ``limit`` s)."""
+
+    def __init__(self, bootstrap: str, topic: str, limit: float) -> None:
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic, self.limit = bootstrap, topic, limit
+        self.stop_flag = threading.Event()
+
+    def run(self) -> None:
+        async def loop() -> None:
+            async with EventProducer(self.bootstrap, self.topic) as p:
+                deadline = time.monotonic() + self.limit
+                i = 0
+                while not self.stop_flag.is_set() and time.monotonic() < deadline:
+                    await p.send_all(breach_conversation(i, time.time()))
+                    i += 1
+                    await asyncio.sleep(1.0)
+        asyncio.run(loop())
+
+
+async def feed_simulation(bootstrap: str, topic: str) -> int:
+    """40 simulated minutes at 60x (about 40 s), ending now, plus bad input and an out-of-order
+    pair, so every panel has something to show."""
+    now = time.time()
+    cfg = SimConfig(seed=11, start=now - 2400, duration=2400, shops=2, agents_per_shop=24,
+                    tz="UTC")
+    async with EventProducer(bootstrap, topic) as p:
+        n = await p.send_stream(paced(cfg, speed=60, max_rate=5000, wall_limit=60))
+        futs = [await p.send_raw(b"{broken", b"x"), await p.send_raw(b"[]", b"x")]
+        base = {"schema_version": 1, "shop_id": "shop-1", "conversation_id": "ooo-1",
+                "channel": "chat", "queue": "presale"}
+        t = int((now - 30) * 1000)
+        for n_, (typ, dt, kw) in enumerate([
+                ("conversation.started", 0, {}), ("message.sent", 12, {"sender": "customer",
+                                                                      "chars": 3}),
+                ("message.sent", 25, {"sender": "agent", "agent_id": "shop-1-agent-1",
+                                      "chars": 3}),
+                ("message.sent", 10, {"sender": "customer", "chars": 3})]):   # late, earlier
+            futs.append(await p.send(base | {"event_id": f"ooo-{n_}", "type": typ,
+                                             "ts": t + dt * 1000} | kw))
+        await asyncio.gather(*futs)
+    return n
+
+
+def test_every_panel_query_returns_data_and_a_peak_breach_pages(kafka: KafkaBroker,
+                                                                 tmp_path: Path) -> None:
+    topo = Topology(kafka.bootstrap)
+    worker = WorkerProcess(topo, tmp_path, CS_PULSE_SHOPS=json.dumps(ALL_DAY_PEAK)).start()
+    sink = WebhookSink()
+    am = Alertmanager(tmp_path, sink)
+    prom = Prometheus(tmp_path, [f"127.0.0.1:{worker.port}"], am.port, rule_interval="2s")
+    breach = BreachTraffic(kafka.bootstrap, topo.events_topic, limit=420)
+    try:
+        breach.start()
+        sent = asyncio.run(feed_simulation(kafka.bootstrap, topo.events_topic))
+        assert sent > 1000
+        queries = panel_queries()
+        assert len(queries) > 40
+        empty: list[str] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            empty = []
+            for key, expr in queries:
+                answer = prom.query(expr)
+                assert answer["status"] == "success", (key, expr, answer)
+                if not answer["data"]["result"]:
+                    empty.append(key)
+            if not empty:
+                break
+            time.sleep(3)
+        assert empty == [], f"queries without data: {empty}"
+
+        def fast_burn(receiver: str) -> dict[str, Any] | None:
+            for path, payload in list(sink.posts):
+                for alert in payload["alerts"]:
+                    labels = alert["labels"]
+                    if (path == receiver and labels["alertname"] == "CsServiceLevelFastBurn"
+                            and labels["shop"] == "shop-b" and alert["status"] == "firing"):
+                        return alert  # type: ignore[no-any-return]
+            return None
+
+        # On-call gets it (group_wait 10 s); the shop's supervisors too (continue: true, 30 s).
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not (fast_burn("/oncall") and
+                                                   fast_burn("/supervisors")):
+            time.sleep(2)
+        page = fast_burn("/oncall")
+        assert page is not None, f"no page reached the on-call webhook: {sink.posts[-3:]}"
+        assert fast_burn("/supervisors") is not None
+        assert page["labels"]["severity"] == "page"
+        assert page["labels"]["queue"] == "presale"
+        assert page["annotations"]["runbook_url"].endswith("service-level-burn.md")
+    finally:
+        breach.stop_flag.set()
+        breach.join(30)
+        prom.stop()
+        am.stop()
+        sink.close()
+        worker.stop()
