@@ -116,3 +116,74 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+
+
+# --- recomputation from the raw topic ----------------------------------------------------------
+
+COMPARED_GAUGES = ("cs_waiting_conversations", "cs_agent_waiting_conversations",
+                   "cs_agent_open_sessions")
+
+
+def comparable(samples: Samples) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """KPI counters, histograms and live gauges summed by (name, labels) across workers;
+    pipeline counters (which count re-deliveries) and wall-clock windows are left out."""
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for name, labels, v in samples:
+        if name.startswith(("cs_events_", "cs_facts_", "cs_event_lag", "cs_input_", "cs_staffing")):
+            continue
+        if not (name.endswith(("_total", "_bucket", "_sum", "_count"))
+                or name in COMPARED_GAUGES):
+            continue
+        key = (name, tuple(sorted(labels.items())))
+        out[key] = out.get(key, 0.0) + v
+    return out
+
+
+def recompute(bootstrap: str, topology: Topology) -> dict[
+        tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Read the whole raw topic and compute the exported KPIs in-process, from scratch."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from cs_pulse.engine import Engine
+    from cs_pulse.exporter import KpiCollector
+    from cs_pulse.settings import Settings
+
+    async def read() -> list[tuple[int, int, bytes | None, bytes | None]]:
+        consumer = AIOKafkaConsumer(topology.events_topic, bootstrap_servers=bootstrap,
+                                    auto_offset_reset="earliest", group_id=None,
+                                    enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tps = consumer.assignment()
+            end = await consumer.end_offsets(list(tps))
+            records = []
+
+            async def behind() -> bool:
+                return any([await consumer.position(tp) < end[tp] for tp in tps])
+
+            while await behind():
+                batch = await consumer.getmany(timeout_ms=1000)
+                for msgs in batch.values():
+                    records += [(m.partition, m.offset, m.key, m.value) for m in msgs]
+            return records
+        finally:
+            await consumer.stop()
+
+    records = asyncio.run(read())
+    engine = Engine(Settings())
+    by_partition: dict[int, list[tuple[int, int, bytes | None, bytes | None]]] = {}
+    for r in records:
+        by_partition.setdefault(r[0], []).append(r)
+    produced: list[tuple[bytes, bytes]] = []
+    for p in sorted(by_partition):
+        produced += engine.on_events(sorted(by_partition[p], key=lambda r: r[1])).facts
+    # One fact partition holds every series; the exported sums are the same.
+    engine.on_facts((0, offset, k, v) for offset, (k, v) in enumerate(produced))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(KpiCollector(lambda: list(engine.aggregators.values()), engine.pipeline,
+                                   Settings()))
+    return comparable(parse(generate_latest(registry).decode()))
+

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import Topology, WorkerProcess
-from promstack import REPO, Alertmanager, Prometheus, WebhookSink
 
 from cs_pulse.devkafka import KafkaBroker
 from cs_pulse.produce import EventProducer
 from cs_pulse.simulate import SimConfig, paced
+from harness import Topology, WorkerProcess
+from promstack import REPO, Alertmanager, Prometheus, WebhookSink
 
 pytestmark = [pytest.mark.kafka, pytest.mark.prometheus]
 ALL_DAY_PEAK = {"default": {"tz": "UTC", "peaks": [["00:00", "24:00"]]}}

@@ -64,3 +64,14 @@ def test_recommendation_with_chat_concurrency() -> None:
 def test_no_traffic_needs_no_one() -> None:
     r = recommend(0.0, 180, agents_online=3)
     assert (r.agents_needed, r.gap, r.expected_service_level) == (0, -3, None)
+
+
+def test_staffing_cli_table_marks_the_recommendation() -> None:
+    from cs_pulse.staffing_cli import table
+
+    out = table(100, 1800, 180, 0.8, 20, patience=120)
+    assert "recommendation: 14 servers = 14 agents" in out
+    row = next(line for line in out.splitlines() if line.strip().startswith("14 "))
+    assert row.split()[:5] == ["14", "14", "0.1741", "0.8884", "7.84"]
+    assert row.endswith("<- meets target")
+    assert "recommendation: 14 servers = 5 agents" in table(100, 1800, 180, 0.8, 20, 3)

@@ -20,7 +20,7 @@ from faust.types import TP, TableT
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from cs_pulse.engine import Change, Engine
+from cs_pulse.engine import EVENTS, FACTS, Change, Engine
 from cs_pulse.exporter import KpiCollector
 from cs_pulse.settings import Settings
 
@@ -43,6 +43,8 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
         table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout / 10),
         producer_acks=-1,
         stream_buffer_maxsize=8192,
         autodiscover=False,
@@ -50,13 +52,30 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
     events = app.topic(settings.events_topic, partitions=n, **raw)
     facts = app.topic(settings.facts_topic, partitions=n, internal=True, **raw)
-    schema: faust.Schema = faust.Schema(key_type=bytes, value_type=bytes, **raw)
-    conversations = app.Table("conversations", partitions=n, schema=schema)
-    aggregates = app.Table("aggregates", partitions=n, schema=schema)
+    # bytes key/value types make Faust use the raw codec for the changelog (recovery included).
+    conversations = app.Table("conversations", partitions=n, key_type=bytes, value_type=bytes)
+    aggregates = app.Table("aggregates", partitions=n, key_type=bytes, value_type=bytes)
 
     async def persist(table: TableT, changes: Iterable[Change]) -> None:
-        for partition, key, value in changes:
-            table.send_changelog(partition, key, value, value_serializer="raw")
+        """Write state changes and wait until the broker has them: the batch's input offsets are
+        committed only after this returns, so a SIGKILL can never lose acknowledged state.
+        (``Table.send_changelog`` buffers without such a guarantee.)"""
+        topic = table.changelog_topic.get_topic_name()
+        pending = [await app.producer.send(topic, key, value, partition, None, None)
+                   for partition, key, value in changes]
+        await asyncio.gather(*pending)
+
+    async def rewind(topic: faust.TopicT, source: str, rewinds: dict[int, int]) -> None:
+        """Seek back to where the engine's cursor stands (see ``engine``)."""
+        for partition, offset in rewinds.items():
+            tp = TP(topic.get_topic_name(), partition)
+            earliest = (await app.consumer.earliest_offsets(tp)).get(tp, 0)
+            if offset < earliest:
+                log.error("records %s..%s of %s were deleted before being processed",
+                          offset, earliest - 1, tp)
+                engine.skip_to(source, partition, earliest)
+            log.warning("rewinding %s to offset %s", tp, max(offset, earliest))
+            await app.consumer.seek(tp, max(offset, earliest))
 
     def drain(table: TableT) -> list[tuple[bytes, bytes | None]]:
         """Move recovered rows out of Faust's store: the engine holds the working copy."""
@@ -65,18 +84,28 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
         store.data.clear()
         return items
 
+    def retain_assigned() -> None:
+        """Drop working state of partitions this worker no longer owns. (The revoke signal is
+        no place for this: with eager rebalancing it names every partition, also those kept.)"""
+        assigned = app.consumer.assignment()
+        engine.retain({tp.partition for tp in assigned if tp.topic == settings.events_topic},
+                      {tp.partition for tp in assigned if tp.topic == facts.get_topic_name()})
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def _assigned(app: faust.App, assigned: set[TP], **kwargs: Any) -> None:
+        retain_assigned()
+
+    # Recovery replays changelog rows of newly assigned partitions (and this worker's own
+    # writes since its last recovery, which equal what the engine already holds).
     @conversations.on_recover
     async def _conversations_recovered() -> None:
+        retain_assigned()
         engine.load_stage(drain(conversations))
 
     @aggregates.on_recover
     async def _aggregates_recovered() -> None:
+        retain_assigned()
         engine.load_aggregates(drain(aggregates))
-
-    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
-    async def _revoked(app: faust.App, revoked: set[TP], **kwargs: Any) -> None:
-        engine.revoke([tp.partition for tp in revoked if tp.topic == settings.events_topic],
-                      [tp.partition for tp in revoked if tp.topic == facts.get_topic_name()])
 
     @app.agent(events)
     async def conversation_stage(stream: faust.StreamT) -> None:
@@ -91,29 +120,28 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
                         for k, v, h in out.dlq]
             await asyncio.gather(*pending)   # facts delivered before the state says "seen"
             await persist(conversations, out.changes)
-            await app.producer.flush()
+            await rewind(events, EVENTS, out.rewinds)
 
     @app.agent(facts)
     async def aggregate_stage(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(  # type: ignore[attr-defined]
                 settings.batch_size, settings.batch_seconds):
-            changes = engine.on_facts(
+            out = engine.on_facts(
                 (e.message.partition, e.message.offset, e.message.key, e.message.value)
                 for e in batch)
-            await persist(aggregates, changes)
-            await app.producer.flush()
+            await persist(aggregates, out.changes)
+            await rewind(facts, FACTS, out.rewinds)
 
     @app.timer(SWEEP_SECONDS)
     async def sweep() -> None:
-        # Deletions of expired state belong to whichever table holds the key.
-        for partition, key, value in engine.sweep():
-            table = conversations if b"/c|" in key or b"/e|" in key else aggregates
-            table.send_changelog(partition, key, value, value_serializer="raw")
+        stage_changes, aggregate_changes = engine.sweep()
+        await persist(conversations, stage_changes)
+        await persist(aggregates, aggregate_changes)
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(KpiCollector(
         lambda: list(engine.aggregators.values()), engine.pipeline, settings,
-        extra=lambda: consumer_gauges(app, engine)))
+        extra=lambda: consumer_gauges(app, (settings.events_topic, facts.get_topic_name()))))
 
     async def metrics(_: web.Request) -> web.Response:
         body = generate_latest(registry)
@@ -137,21 +165,24 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
     return app
 
 
-def consumer_gauges(app: faust.App, engine: Engine) -> dict[str, float]:
-    """Consumer lag (high watermark - next offset to process) over this worker's partitions."""
-    out = {"cs_owned_event_partitions": float(len(engine.stages)),
-           "cs_owned_fact_partitions": float(len(engine.aggregators))}
+def consumer_gauges(app: faust.App, topics: tuple[str, str]) -> dict[str, float]:
+    """Partitions owned and consumer lag (high watermark - last read offset - 1)."""
+    out: dict[str, float] = {}
     try:
-        consumer = app.consumer
+        consumer: Any = app.consumer
         assigned = consumer.assignment()
-        lag = 0.0
-        for tp in assigned:
-            hw = consumer.highwater(tp)
-            pos = consumer._committed_offset.get(tp) if hasattr(consumer, "_committed_offset") \
-                else None
-            if hw is not None and pos is not None:
-                lag += max(0, hw - pos - 1)
-        out["cs_consumer_lag_messages"] = lag
-    except Exception:  # not started yet, or no assignment
-        pass
+    except Exception:  # not started yet
+        return out
+    events, facts = topics
+    out["cs_owned_event_partitions"] = float(sum(tp.topic == events for tp in assigned))
+    out["cs_owned_fact_partitions"] = float(sum(tp.topic == facts for tp in assigned))
+    lag = 0.0
+    for tp in assigned:
+        if tp.topic not in topics:
+            continue
+        hw = consumer.highwater(tp)
+        read = consumer._read_offset.get(tp)  # faust keeps it; there is no public accessor
+        if hw is not None:
+            lag += max(0, hw - (read + 1 if read is not None else 0))
+    out["cs_consumer_lag_messages"] = lag
     return out

@@ -115,7 +115,8 @@ class KafkaBroker:
         if not formatted.exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             subprocess.run(
-                [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+                [*java, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+                 "-c", str(props)],
                 check=True, stdout=subprocess.DEVNULL,
             )
         self.log_path = self.data_dir / "broker.log"

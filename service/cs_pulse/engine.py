@@ -4,13 +4,21 @@ Faust edge (``app.py``) hands records in and sends what comes out.
 Records are ``(partition, offset, key, value)``. Outputs are plain bytes ready to produce.
 State keys are prefixed with their partition (``"3/c|conv-1"``) so a changelog replay puts every
 key back into the partition it came from.
+
+Each input partition has a ``Cursor``: the next offset to process, persisted with the state it
+produced (key ``"3/o|"``, written last in every batch). It, not the consumer group's committed
+offset, decides what is processed: Faust acks (and so commits) records it skips during a
+rebalance, so the committed offset can run ahead of the work actually done. A record past the
+cursor is a gap; the engine asks the edge to rewind the consumer, and replays below the cursor
+are dropped before decoding.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -26,11 +34,30 @@ Change = tuple[int, bytes, bytes | None]   # (partition, key, value or None = de
 DlqRecord = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
 
 
+REWIND_RETRY_SECONDS = 10.0
+EVENTS, FACTS = "events", "facts"   # the two inputs, as cursor sources
+
+
 @dataclass
 class EventsOutput:
     facts: list[tuple[bytes, bytes]] = field(default_factory=list)
     dlq: list[DlqRecord] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
+    rewinds: dict[int, int] = field(default_factory=dict)   # partition -> offset to seek to
+
+
+@dataclass
+class FactsOutput:
+    changes: list[Change] = field(default_factory=list)
+    rewinds: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class Cursor:
+    """Where processing of one input partition stands."""
+
+    next_offset: int = 0
+    rewind_asked_at: float | None = None   # wall time of the pending rewind request
 
 
 def encode_fact(fact: Fact, origin: tuple[int, int, int]) -> tuple[bytes, bytes]:
@@ -60,6 +87,7 @@ class Engine:
         self.wall = wall
         self.stages: dict[int, ConversationStage] = {}
         self.aggregators: dict[int, Aggregator] = {}
+        self.cursors: dict[tuple[str, int], Cursor] = {}
         self.pipeline = PipelineStats()
 
     def stage(self, partition: int) -> ConversationStage:
@@ -75,6 +103,42 @@ class Engine:
                 calendars=self.settings.calendars, grace=self.settings.grace_seconds)
         return agg
 
+    # --- input positions -------------------------------------------------------------------
+
+    def _admit(self, source: str, partition: int, offset: int, wall: float,
+               rewinds: dict[int, int]) -> bool:
+        """True if ``offset`` is the next record of the partition; otherwise it is a replay
+        (dropped) or lies past a gap (dropped, and a rewind to the gap is requested)."""
+        cursor = self.cursors.setdefault((source, partition), Cursor())
+        if offset < cursor.next_offset:
+            self.pipeline.replayed_records += 1
+            return False
+        if offset > cursor.next_offset:
+            asked = cursor.rewind_asked_at
+            # Records already buffered ahead keep arriving after the seek: ask once, then
+            # again only if the rewind seems to have been lost.
+            if asked is None or wall - asked > REWIND_RETRY_SECONDS:
+                cursor.rewind_asked_at = wall
+                rewinds[partition] = cursor.next_offset
+                self.pipeline.rewinds += 1
+            return False
+        cursor.next_offset = offset + 1
+        cursor.rewind_asked_at = None
+        return True
+
+    def skip_to(self, source: str, partition: int, offset: int) -> None:
+        """The records before ``offset`` are gone from the topic (retention): count them as
+        lost and go on from there."""
+        cursor = self.cursors.setdefault((source, partition), Cursor())
+        if offset > cursor.next_offset:
+            self.pipeline.lost_records += offset - cursor.next_offset
+            cursor.next_offset = offset
+            cursor.rewind_asked_at = None
+
+    def _cursor_change(self, source: str, partition: int) -> Change:
+        cursor = self.cursors[(source, partition)]
+        return partition, f"{partition}/o|".encode(), orjson.dumps(cursor.next_offset)
+
     # --- stage 1 -----------------------------------------------------------------------------
 
     def on_events(self, records: Iterable[Record]) -> EventsOutput:
@@ -82,6 +146,9 @@ class Engine:
         touched: set[int] = set()
         wall = self.wall()
         for partition, offset, key, value in records:
+            if not self._admit(EVENTS, partition, offset, wall, out.rewinds):
+                continue
+            touched.add(partition)
             decoded = self.decoder.decode(value)
             if isinstance(decoded, Rejected):
                 self.pipeline.rejected_event(decoded.reason, wall)
@@ -96,54 +163,74 @@ class Engine:
                 self.pipeline.duplicates += 1
             self.pipeline.processed_event(decoded.type, decoded.ts, wall)
             out.facts.extend(encode_fact(f, o) for f, o in facts)
-            touched.add(partition)
         for p in touched:
-            out.changes.extend(_changes(p, self.stages[p].take_changes()))
+            out.changes.extend(_changes(p, self.stage(p).take_changes()))
+            out.changes.append(self._cursor_change(EVENTS, p))   # last: state first
         self.pipeline.facts_sent += len(out.facts)
         self.pipeline.dlq_sent += len(out.dlq)
         return out
 
     # --- stage 2 -----------------------------------------------------------------------------
 
-    def on_facts(self, records: Iterable[Record]) -> list[Change]:
+    def on_facts(self, records: Iterable[Record]) -> FactsOutput:
+        out = FactsOutput()
         touched: set[int] = set()
         wall = self.wall()
-        for partition, _offset, _key, value in records:
+        for partition, offset, _key, value in records:
+            if not self._admit(FACTS, partition, offset, wall, out.rewinds):
+                continue
+            touched.add(partition)
             if value is None:
                 continue
             fact, origin = decode_fact(value)
             self.aggregator(partition).apply(fact, wall, origin)
-            touched.add(partition)
-        changes: list[Change] = []
         for p in touched:
-            changes.extend(_changes(p, self.aggregators[p].take_changes()))
-        return changes
+            out.changes.extend(_changes(p, self.aggregator(p).take_changes()))
+            out.changes.append(self._cursor_change(FACTS, p))
+        return out
 
     # --- housekeeping -------------------------------------------------------------------------
 
-    def sweep(self) -> list[Change]:
-        """Expire closed conversations and passed windows; returns the deletions to persist."""
-        changes: list[Change] = []
+    def sweep(self) -> tuple[list[Change], list[Change]]:
+        """Expire closed conversations and passed windows; returns the deletions to persist,
+        (stage changes, aggregate changes)."""
+        stage_changes: list[Change] = []
         for p, st in self.stages.items():
             if st.expire():
-                changes.extend(_changes(p, st.take_changes()))
+                stage_changes.extend(_changes(p, st.take_changes()))
+        aggregate_changes: list[Change] = []
         for p, agg in self.aggregators.items():
             if agg.expire():
-                changes.extend(_changes(p, agg.take_changes()))
-        return changes
+                aggregate_changes.extend(_changes(p, agg.take_changes()))
+        return stage_changes, aggregate_changes
 
     def load_stage(self, items: Iterable[tuple[bytes, bytes | None]]) -> None:
-        for raw_key, raw_value in items:
-            p, key = split_key(raw_key)
-            self.stage(p).load(key, None if raw_value is None else orjson.loads(raw_value))
+        for partition, key, value in self._loaded(EVENTS, items):
+            self.stage(partition).load(key, value)
 
     def load_aggregates(self, items: Iterable[tuple[bytes, bytes | None]]) -> None:
-        for raw_key, raw_value in items:
-            p, key = split_key(raw_key)
-            self.aggregator(p).load(key, None if raw_value is None else orjson.loads(raw_value))
+        for partition, key, value in self._loaded(FACTS, items):
+            self.aggregator(partition).load(key, value)
 
-    def revoke(self, event_partitions: Iterable[int], fact_partitions: Iterable[int]) -> None:
-        for p in event_partitions:
-            self.stages.pop(p, None)
-        for p in fact_partitions:
-            self.aggregators.pop(p, None)
+    def _loaded(self, source: str, items: Iterable[tuple[bytes, bytes | None]]
+                ) -> Iterator[tuple[int, str, Any]]:
+        """Decoded changelog rows; cursor rows are applied here, the rest yielded."""
+        for raw_key, raw_value in items:
+            partition, key = split_key(raw_key)
+            value = None if raw_value is None else orjson.loads(raw_value)
+            if key == "o|":
+                if value is not None:
+                    self.cursors[(source, partition)] = Cursor(int(value))
+            else:
+                yield partition, key, value
+
+    def retain(self, event_partitions: set[int], fact_partitions: set[int]) -> None:
+        """Forget the state of partitions no longer owned (their new owner recovers it)."""
+        for p in set(self.stages) - event_partitions:
+            del self.stages[p]
+        for p in set(self.aggregators) - fact_partitions:
+            del self.aggregators[p]
+        owned = {EVENTS: event_partitions, FACTS: fact_partitions}
+        for source, p in list(self.cursors):
+            if p not in owned[source]:
+                del self.cursors[(source, p)]

@@ -317,6 +317,12 @@ class KpiCollector(Collector):
             fam.add_metric([r], v)
         fams.counter("cs_events_duplicate", "Events with an already-applied event_id.", []) \
             .add_metric([], p.duplicates)
+        fams.counter("cs_input_replayed_records", "Records re-delivered after a restart or "
+                     "rebalance, dropped before decoding.", []).add_metric([], p.replayed_records)
+        fams.counter("cs_input_rewinds", "Consumer rewinds after a gap in the offsets.", []) \
+            .add_metric([], p.rewinds)
+        fams.counter("cs_input_lost_records", "Records deleted by retention before they were "
+                     "processed.", []).add_metric([], p.lost_records)
         cumulative, buckets = 0.0, []
         for bound, c in zip([*LAG_BUCKETS, float("inf")], p.lag_buckets, strict=True):
             cumulative += c

@@ -12,6 +12,9 @@ class PipelineStats:
     processed: dict[str, float] = field(default_factory=dict)    # by event type
     rejected: dict[str, float] = field(default_factory=dict)     # by reason
     duplicates: float = 0.0
+    replayed_records: float = 0.0   # re-delivered below the cursor, dropped before decoding
+    rewinds: float = 0.0            # consumer rewinds asked for after a gap
+    lost_records: float = 0.0       # gone from the topic (retention) before being processed
     lag_buckets: list[float] = field(default_factory=lambda: [0.0] * (len(LAG_BUCKETS) + 1))
     lag_sum: float = 0.0
     lag_count: float = 0.0

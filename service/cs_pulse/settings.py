@@ -31,6 +31,8 @@ class Settings:
         default_factory=lambda: float(_env("CS_PULSE_SL_TARGET", "0.8")))
     sl_target_seconds: float = field(
         default_factory=lambda: float(_env("CS_PULSE_SL_SECONDS", "30")))
+    session_timeout: float = field(
+        default_factory=lambda: float(_env("CS_PULSE_SESSION_TIMEOUT", "30")))
     data_dir: str = field(default_factory=lambda: _env("CS_PULSE_DATA_DIR", "/tmp/cs-pulse"))
     calendars: Calendars = field(default_factory=Calendars.from_env)
 

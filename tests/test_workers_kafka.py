@@ -1,0 +1,92 @@
+"""Two real worker processes on the real broker: their /metrics add up to a recomputation from
+the raw topic, and after SIGKILL the survivor takes the partitions over from the changelog and
+still matches."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from cs_pulse.devkafka import KafkaBroker
+from cs_pulse.produce import EventProducer
+from cs_pulse.simulate import SimConfig, generate
+from harness import Samples, Topology, WorkerProcess, comparable, recompute, value
+
+pytestmark = pytest.mark.kafka
+FAST_REBALANCE = {"CS_PULSE_SESSION_TIMEOUT": "6"}
+
+
+def produce_simulation(bootstrap: str, topic: str, seed: int, minutes: int, end: float) -> int:
+    cfg = SimConfig(seed=seed, start=end - minutes * 60, duration=minutes * 60, shops=2,
+                    agents_per_shop=10, tz="UTC")
+    events = list(generate(cfg))
+
+    async def send() -> int:
+        async with EventProducer(bootstrap, topic) as p:
+            return await p.send_all(events)
+
+    return asyncio.run(send())
+
+
+def merged(*workers: WorkerProcess) -> Samples:
+    return [s for w in workers for s in w.scrape()]
+
+
+def diff(got: dict, want: dict) -> list[str]:  # type: ignore[type-arg]
+    keys = set(got) | set(want)
+    return [f"{k}: got {got.get(k)} want {want.get(k)}" for k in sorted(keys)
+            if abs(got.get(k, 0.0) - want.get(k, 0.0)) > 1e-6][:20]
+
+
+def owned(w: WorkerProcess) -> tuple[float, float]:
+    s = w.scrape()
+    return value(s, "cs_owned_event_partitions"), value(s, "cs_owned_fact_partitions")
+
+
+def wait_for_match(workers: list[WorkerProcess], want: dict, timeout: float) -> None:  # type: ignore[type-arg]
+    deadline = time.monotonic() + timeout
+    problems: list[str] = ["not compared yet"]
+    while time.monotonic() < deadline:
+        try:
+            problems = diff(comparable(merged(*workers)), want)
+        except OSError as exc:
+            problems = [repr(exc)]
+        if not problems:
+            return
+        time.sleep(1)
+    raise AssertionError("\n".join(problems))
+
+
+def test_two_workers_add_up_and_survive_sigkill(kafka: KafkaBroker, tmp_path: Path) -> None:
+    topo = Topology(kafka.bootstrap, partitions=4)
+    a = WorkerProcess(topo, tmp_path, "a", **FAST_REBALANCE).start()
+    b = WorkerProcess(topo, tmp_path, "b", **FAST_REBALANCE).start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (owned(a)[0] and owned(b)[0]):
+            time.sleep(0.5)
+        assert owned(a)[0] + owned(b)[0] == 4, "both workers should own event partitions"
+        n = produce_simulation(kafka.bootstrap, topo.events_topic, seed=3, minutes=30,
+                               end=time.time())
+        assert n > 1000
+        want = recompute(kafka.bootstrap, topo)
+        assert len(want) > 100
+        wait_for_match([a, b], want, timeout=90)
+
+        b.kill(signal.SIGKILL)
+        # More traffic while B's partitions move over.
+        produce_simulation(kafka.bootstrap, topo.events_topic, seed=4, minutes=10,
+                           end=time.time())
+        want = recompute(kafka.bootstrap, topo)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and owned(a) != (4, 4):
+            time.sleep(1)
+        assert owned(a) == (4, 4)
+        wait_for_match([a], want, timeout=120)
+    finally:
+        a.stop()
+        b.stop()
