@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--format", choices=["jsonl", "technion", "twitter"], default=None)
     r.add_argument("--speedup", type=float, default=0.0, help="0 = as fast as possible")
     r.add_argument("--limit", type=int, default=0)
+    r.add_argument("--keep-time", action="store_true",
+                   help="keep recorded timestamps (default: shift so the last event is now)")
 
     d = sub.add_parser("demo", help="embedded broker + worker + simulator with a live summary")
     d.add_argument("--duration", type=float, default=600.0, help="stop after N seconds")
