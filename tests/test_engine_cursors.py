@@ -26,19 +26,29 @@ def records(start: int, stop: int, partition: int = 0) -> list[tuple[int, int, b
 
 
 def test_gap_asks_for_a_rewind_and_skips_the_records_past_it() -> None:
-    wall = [1000.0]
-    engine = Engine(Settings(), wall=lambda: wall[0])
+    engine = Engine(Settings())
     assert engine.on_events(records(0, 3)).rewinds == {}
     out = engine.on_events(records(5, 8))
     assert out.rewinds == {0: 3} and out.facts == []
-    # Records still buffered past the gap do not ask again ...
+    # Records still buffered past the gap do not ask again.
     assert engine.on_events(records(8, 9)).rewinds == {}
-    # ... until the rewind looks lost.
-    wall[0] += 11
-    assert engine.on_events(records(9, 10)).rewinds == {0: 3}
     out = engine.on_events(records(3, 10))
     assert out.rewinds == {} and out.facts
     assert engine.cursors[(EVENTS, 0)].next_offset == 10
+
+
+def test_watchdog_rewinds_a_partition_whose_cursor_stopped_behind_the_log() -> None:
+    engine = Engine(Settings())
+    engine.on_events(records(0, 3))
+    # First look: records are waiting (log end 9) but they may still be in flight.
+    assert engine.stalled(EVENTS, {0: 9, 1: None}) == {}
+    # No progress by the next look: the consumer was moved past the cursor.
+    assert engine.stalled(EVENTS, {0: 9, 1: None}) == {0: 3}
+    engine.on_events(records(3, 5))
+    assert engine.stalled(EVENTS, {0: 9}) == {}       # progress: wait and see
+    engine.on_events(records(5, 9))
+    assert engine.stalled(EVENTS, {0: 9}) == {}       # caught up
+    assert engine.stalled(EVENTS, {0: 9}) == {}
 
 
 def test_replays_below_the_cursor_are_dropped_before_decoding() -> None:

@@ -26,6 +26,7 @@ from cs_pulse.settings import Settings
 
 log = logging.getLogger("cs_pulse")
 SWEEP_SECONDS = 10.0
+WATCHDOG_SECONDS = 2.0
 
 
 def build_app(settings: Settings | None = None, engine: Engine | None = None) -> faust.App:
@@ -137,6 +138,19 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
         stage_changes, aggregate_changes = engine.sweep()
         await persist(conversations, stage_changes)
         await persist(aggregates, aggregate_changes)
+
+    @app.timer(WATCHDOG_SECONDS)
+    async def watchdog() -> None:
+        """Seek back where a partition has records waiting but its cursor does not move."""
+        if not app.flow_control.is_active():   # rebalancing: recovery seeks by itself
+            return
+        consumer: Any = app.consumer
+        assigned = consumer.assignment()
+        for topic, source in ((events, EVENTS), (facts, FACTS)):
+            name = topic.get_topic_name()
+            highwaters = {tp.partition: consumer.highwater(tp)
+                          for tp in assigned if tp.topic == name}
+            await rewind(topic, source, engine.stalled(source, highwaters))
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(KpiCollector(

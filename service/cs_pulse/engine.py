@@ -34,7 +34,6 @@ Change = tuple[int, bytes, bytes | None]   # (partition, key, value or None = de
 DlqRecord = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
 
 
-REWIND_RETRY_SECONDS = 10.0
 EVENTS, FACTS = "events", "facts"   # the two inputs, as cursor sources
 
 
@@ -57,7 +56,8 @@ class Cursor:
     """Where processing of one input partition stands."""
 
     next_offset: int = 0
-    rewind_asked_at: float | None = None   # wall time of the pending rewind request
+    rewind_pending: bool = False
+    checked_at: int | None = None   # next_offset seen by the previous ``stalled`` check
 
 
 def encode_fact(fact: Fact, origin: tuple[int, int, int]) -> tuple[bytes, bytes]:
@@ -105,8 +105,7 @@ class Engine:
 
     # --- input positions -------------------------------------------------------------------
 
-    def _admit(self, source: str, partition: int, offset: int, wall: float,
-               rewinds: dict[int, int]) -> bool:
+    def _admit(self, source: str, partition: int, offset: int, rewinds: dict[int, int]) -> bool:
         """True if ``offset`` is the next record of the partition; otherwise it is a replay
         (dropped) or lies past a gap (dropped, and a rewind to the gap is requested)."""
         cursor = self.cursors.setdefault((source, partition), Cursor())
@@ -114,17 +113,31 @@ class Engine:
             self.pipeline.replayed_records += 1
             return False
         if offset > cursor.next_offset:
-            asked = cursor.rewind_asked_at
-            # Records already buffered ahead keep arriving after the seek: ask once, then
-            # again only if the rewind seems to have been lost.
-            if asked is None or wall - asked > REWIND_RETRY_SECONDS:
-                cursor.rewind_asked_at = wall
+            # Records buffered past the gap keep arriving after the seek: ask once; the
+            # watchdog (``stalled``) asks again if the rewind was lost.
+            if not cursor.rewind_pending:
+                cursor.rewind_pending = True
                 rewinds[partition] = cursor.next_offset
                 self.pipeline.rewinds += 1
             return False
         cursor.next_offset = offset + 1
-        cursor.rewind_asked_at = None
+        cursor.rewind_pending = False
         return True
+
+    def stalled(self, source: str, highwaters: dict[int, int | None]) -> dict[int, int]:
+        """Owned partitions with records beyond the cursor and no progress since the previous
+        call: the consumer was moved past the cursor (e.g. Faust's seek to the committed offset
+        after a rebalance) or a rewind was lost. Returns partition -> offset to seek to."""
+        out: dict[int, int] = {}
+        for partition, highwater in highwaters.items():
+            cursor = self.cursors.setdefault((source, partition), Cursor())
+            behind = highwater is not None and highwater > cursor.next_offset
+            if behind and cursor.checked_at == cursor.next_offset:
+                out[partition] = cursor.next_offset
+                cursor.rewind_pending = True
+                self.pipeline.rewinds += 1
+            cursor.checked_at = cursor.next_offset if behind else None
+        return out
 
     def skip_to(self, source: str, partition: int, offset: int) -> None:
         """The records before ``offset`` are gone from the topic (retention): count them as
@@ -133,7 +146,7 @@ class Engine:
         if offset > cursor.next_offset:
             self.pipeline.lost_records += offset - cursor.next_offset
             cursor.next_offset = offset
-            cursor.rewind_asked_at = None
+            cursor.rewind_pending = False
 
     def _cursor_change(self, source: str, partition: int) -> Change:
         cursor = self.cursors[(source, partition)]
@@ -146,7 +159,7 @@ class Engine:
         touched: set[int] = set()
         wall = self.wall()
         for partition, offset, key, value in records:
-            if not self._admit(EVENTS, partition, offset, wall, out.rewinds):
+            if not self._admit(EVENTS, partition, offset, out.rewinds):
                 continue
             touched.add(partition)
             decoded = self.decoder.decode(value)
@@ -177,7 +190,7 @@ class Engine:
         touched: set[int] = set()
         wall = self.wall()
         for partition, offset, _key, value in records:
-            if not self._admit(FACTS, partition, offset, wall, out.rewinds):
+            if not self._admit(FACTS, partition, offset, out.rewinds):
                 continue
             touched.add(partition)
             if value is None:

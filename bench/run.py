@@ -1,0 +1,273 @@
+"""Benchmark against a real local broker (not a test): ``python -m bench.run [--events N]``.
+
+Measures, in one run on one machine:
+  * raw aiokafka consume + orjson decode of the events topic (the ceiling),
+  * full pipeline throughput of 1 and 2 worker processes (decode, validate, conversation
+    stage, repartition through Kafka, windows, changelog writes), and the ratio to the raw loop,
+  * end-to-end latency: event produced -> visible on the worker's /metrics,
+  * memory per open conversation in the engine's state at 10k and 100k open conversations.
+Prints a Markdown table for the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+import urllib.request
+import uuid
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from cs_pulse.devkafka import KafkaBroker, free_port
+from cs_pulse.engine import Engine
+from cs_pulse.produce import EventProducer
+from cs_pulse.settings import Settings
+from cs_pulse.simulate import SimConfig, generate
+
+PARTITIONS = 8
+
+
+def simulated(n: int, seed: int = 1) -> list[dict[str, object]]:
+    end = time.time()
+    out: list[dict[str, object]] = []
+    hours = 1
+    while len(out) < n:
+        cfg = SimConfig(seed=seed, start=end - hours * 3600, duration=hours * 3600, shops=4,
+                        agents_per_shop=60, tz="UTC")
+        out = list(generate(cfg))
+        hours *= 2
+    return out[:n]
+
+
+async def create_topic(bootstrap: str, name: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, PARTITIONS, 1)])
+    finally:
+        await admin.close()
+
+
+async def produce(bootstrap: str, topic: str, events: list[dict[str, object]]) -> None:
+    async with EventProducer(bootstrap, topic) as producer:
+        await producer.send_all(events)
+
+
+async def raw_consume(bootstrap: str, topic: str, n: int) -> float:
+    """Events/s of a bare aiokafka consumer that decodes every value with orjson."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                max_partition_fetch_bytes=4 * 1024 * 1024)
+    await consumer.start()
+    try:
+        seen, start = 0, time.perf_counter()
+        while seen < n:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for msgs in batch.values():
+                for m in msgs:
+                    orjson.loads(m.value)
+                seen += len(msgs)
+        return n / (time.perf_counter() - start)
+    finally:
+        await consumer.stop()
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return str(r.read().decode())
+
+
+def metric_sum(text: str, name: str, must: str = "") -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and (line[len(name)] in "{ ") and must in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+class Worker:
+    def __init__(self, bootstrap: str, app_id: str, topic: str, tmp: Path) -> None:
+        self.port = free_port()
+        env = dict(os.environ, CS_PULSE_BROKER=bootstrap, CS_PULSE_APP_ID=app_id,
+                   CS_PULSE_EVENTS_TOPIC=topic, CS_PULSE_DLQ_TOPIC=f"{topic}.dlq",
+                   CS_PULSE_FACTS_TOPIC=f"{app_id}.facts",
+                   CS_PULSE_PARTITIONS=str(PARTITIONS), CS_PULSE_METRICS_HOST="127.0.0.1",
+                   CS_PULSE_METRICS_PORT=str(self.port), CS_PULSE_DATA_DIR=str(tmp / app_id))
+        self.log = open(tmp / f"{app_id}-{self.port}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen([sys.executable, "-m", "cs_pulse.cli", "worker"],
+                                     env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def processed(self) -> float:
+        try:
+            text = scrape(self.port)
+        except OSError:
+            return 0.0
+        return metric_sum(text, "cs_events_processed_total")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+        self.log.close()
+
+
+async def group_progress(bootstrap: str, group: str, topics: list[str]) -> tuple[int, int]:
+    """(committed, end) offsets summed over ``topics`` for a consumer group: progress read
+    from the broker, so polling does not take CPU from the worker being measured."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        tps = [tp for t in topics for tp in
+               [TopicPartition(t, p) for p in range(PARTITIONS)]]
+        ends = await consumer.end_offsets(tps)
+        done = sum(committed[tp].offset for tp in tps if tp in committed)
+        return done, sum(ends.values())
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+def pipeline_rate(bootstrap: str, topic: str, n: int, workers: int, tmp: Path,
+                  timeout: float = 900) -> float:
+    """Events/s through both stages, from the first committed offset until every event and
+    every fact is committed (offsets are committed once a second: +-1 s on the span)."""
+    app_id = f"bench-{uuid.uuid4().hex[:6]}"
+    procs = [Worker(bootstrap, app_id, topic, tmp) for _ in range(workers)]
+    topics = [topic, f"{app_id}.facts"]
+    try:
+        deadline = time.monotonic() + timeout
+        first: float | None = None
+        done = end = 0
+        while time.monotonic() < deadline:
+            try:
+                done, end = asyncio.run(group_progress(bootstrap, app_id, topics))
+            except Exception:   # group or facts topic not created yet
+                done = 0
+            events_done, _ = asyncio.run(group_progress(bootstrap, app_id, [topic])) \
+                if done else (0, 0)
+            if done and first is None:
+                first, first_done = time.perf_counter(), events_done
+            if events_done >= n and done >= end:
+                assert first is not None
+                return (n - first_done) / max(1e-9, time.perf_counter() - first)
+            time.sleep(0.25)
+        raise TimeoutError(f"{workers} worker(s): {done}/{end} offsets after {timeout}s")
+    finally:
+        for w in procs:
+            w.stop()
+
+
+def latency(bootstrap: str, tmp: Path, probes: int = 100) -> tuple[float, float]:
+    """Produce one event at a time; time until the worker's /metrics shows it."""
+    topic = f"lat-{uuid.uuid4().hex[:6]}"
+    asyncio.run(create_topic(bootstrap, topic))
+    worker = Worker(bootstrap, f"bench-{uuid.uuid4().hex[:6]}", topic, tmp)
+    samples: list[float] = []
+
+    async def run() -> None:
+        async with EventProducer(bootstrap, topic) as producer:
+            warm = 0
+            for i in range(probes + 5):
+                now = time.time()
+                event = {"schema_version": 1, "event_id": f"probe-{i}", "type":
+                         "conversation.started", "ts": round(now * 1000), "shop_id": "probe",
+                         "conversation_id": f"probe-{i}", "channel": "chat", "queue": "bench"}
+                start = time.perf_counter()
+                await (await producer.send(event))
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    if worker.processed() >= i + 1:
+                        break
+                    await asyncio.sleep(0.002)
+                if warm < 5:      # the first probes include startup and group join
+                    warm += 1
+                    continue
+                samples.append(time.perf_counter() - start)
+
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                scrape(worker.port)
+                break
+            except OSError:
+                time.sleep(0.2)
+        asyncio.run(run())
+    finally:
+        worker.stop()
+    qs = statistics.quantiles(samples, n=100)
+    return qs[49], qs[98]
+
+
+def memory_per_open_conversation(n: int) -> float:
+    """Bytes of engine state (conversation stage + windows) per open conversation."""
+    now = time.time() * 1000
+    records = []
+    for i in range(n):
+        cid = f"conv-{i}"
+        base = {"schema_version": 1, "shop_id": f"shop-{i % 4}", "conversation_id": cid,
+                "channel": "chat", "queue": "presale"}
+        records += [
+            (0, 2 * i, None, orjson.dumps({**base, "event_id": f"{cid}-s", "type":
+                                           "conversation.started", "ts": round(now)})),
+            (0, 2 * i + 1, None, orjson.dumps({**base, "event_id": f"{cid}-m",
+                                               "type": "message.sent", "sender": "customer",
+                                               "chars": 20, "ts": round(now) + 1000})),
+        ]
+    gc.collect()
+    tracemalloc.start()
+    engine = Engine(Settings())
+    out = engine.on_events(records)
+    engine.on_facts((0, i, k, v) for i, (k, v) in enumerate(out.facts))
+    del out
+    gc.collect()
+    used = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return used / n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--probes", type=int, default=100)
+    args = parser.parse_args()
+    n = args.events
+    events = simulated(n)
+    with tempfile.TemporaryDirectory() as tmpdir, KafkaBroker() as kafka:
+        tmp = Path(tmpdir)
+        topic = f"bench-{uuid.uuid4().hex[:6]}"
+        asyncio.run(create_topic(kafka.bootstrap, topic))
+        asyncio.run(produce(kafka.bootstrap, topic, events))
+        raw = asyncio.run(raw_consume(kafka.bootstrap, topic, n))
+        one = pipeline_rate(kafka.bootstrap, topic, n, 1, tmp)
+        two = pipeline_rate(kafka.bootstrap, topic, n, 2, tmp)
+        p50, p99 = latency(kafka.bootstrap, tmp, args.probes)
+    mem10k = memory_per_open_conversation(10_000)
+    mem100k = memory_per_open_conversation(100_000)
+    print(f"\n{n} simulated events, {PARTITIONS} partitions, {os.cpu_count()} CPUs\n")
+    print("| measure | value |\n|---|---|")
+    print(f"| raw aiokafka consume + orjson decode | {raw:,.0f} events/s |")
+    print(f"| full pipeline, 1 worker process | {one:,.0f} events/s ({one / raw:.2f} x raw) |")
+    print(f"| full pipeline, 2 worker processes | {two:,.0f} events/s ({two / one:.2f} x 1 "
+          "worker) |")
+    print(f"| end-to-end latency produced -> /metrics, p50 / p99 | {p50 * 1000:.0f} ms / "
+          f"{p99 * 1000:.0f} ms |")
+    print(f"| memory per open conversation, 10k open | {mem10k:,.0f} bytes |")
+    print(f"| memory per open conversation, 100k open | {mem100k:,.0f} bytes |")
+
+
+if __name__ == "__main__":
+    main()
