@@ -40,15 +40,18 @@ def test_gap_asks_for_a_rewind_and_skips_the_records_past_it() -> None:
 def test_watchdog_rewinds_a_partition_whose_cursor_stopped_behind_the_log() -> None:
     engine = Engine(Settings())
     engine.on_events(records(0, 3))
-    # First look: records are waiting (log end 9) but they may still be in flight.
-    assert engine.stalled(EVENTS, {0: 9, 1: None}) == {}
+    # First look: the consumer has read offset 8, past the cursor (3); maybe still in flight.
+    assert engine.stalled(EVENTS, {0: 8, 1: None}) == {}
     # No progress by the next look: the consumer was moved past the cursor.
-    assert engine.stalled(EVENTS, {0: 9, 1: None}) == {0: 3}
+    assert engine.stalled(EVENTS, {0: 8, 1: None}) == {0: 3}
     engine.on_events(records(3, 5))
-    assert engine.stalled(EVENTS, {0: 9}) == {}       # progress: wait and see
+    assert engine.stalled(EVENTS, {0: 8}) == {}       # progress: wait and see
     engine.on_events(records(5, 9))
-    assert engine.stalled(EVENTS, {0: 9}) == {}       # caught up
-    assert engine.stalled(EVENTS, {0: 9}) == {}
+    assert engine.stalled(EVENTS, {0: 8}) == {}       # caught up
+    assert engine.stalled(EVENTS, {0: 8}) == {}
+    # A partition not read that far yet is waiting for its turn, not stalled.
+    engine.on_events(records(0, 2, partition=1))
+    assert engine.stalled(EVENTS, {1: 1}) == {} and engine.stalled(EVENTS, {1: 1}) == {}
 
 
 def test_replays_below_the_cursor_are_dropped_before_decoding() -> None:

@@ -61,15 +61,21 @@ def wait_for_match(workers: list[WorkerProcess], want: dict, timeout: float) -> 
     raise AssertionError("\n".join(problems))
 
 
-def test_two_workers_add_up_and_survive_sigkill(kafka: KafkaBroker, tmp_path: Path) -> None:
-    topo = Topology(kafka.bootstrap, partitions=4)
+def start_pair(topo: Topology, tmp_path: Path) -> tuple[WorkerProcess, WorkerProcess]:
+    """Two workers of one group, returned once both own event partitions."""
     a = WorkerProcess(topo, tmp_path, "a", **FAST_REBALANCE).start()
     b = WorkerProcess(topo, tmp_path, "b", **FAST_REBALANCE).start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (owned(a)[0] and owned(b)[0]):
+        time.sleep(0.5)
+    assert owned(a)[0] + owned(b)[0] == topo.partitions, "both should own event partitions"
+    return a, b
+
+
+def test_two_workers_add_up_and_survive_sigkill(kafka: KafkaBroker, tmp_path: Path) -> None:
+    topo = Topology(kafka.bootstrap, partitions=4)
+    a, b = start_pair(topo, tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (owned(a)[0] and owned(b)[0]):
-            time.sleep(0.5)
-        assert owned(a)[0] + owned(b)[0] == 4, "both workers should own event partitions"
         n = produce_simulation(kafka.bootstrap, topo.events_topic, seed=3, minutes=30,
                                end=time.time())
         assert n > 1000

@@ -11,22 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import faust
 from aiohttp import web
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP, TableT
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from cs_pulse.engine import EVENTS, FACTS, Change, Engine
+from cs_pulse.engine import EVENTS, FACTS, Change, Engine, Record
 from cs_pulse.exporter import KpiCollector
 from cs_pulse.settings import Settings
 
 log = logging.getLogger("cs_pulse")
 SWEEP_SECONDS = 10.0
-WATCHDOG_SECONDS = 2.0
+WATCHDOG_SECONDS = 5.0
 
 
 def build_app(settings: Settings | None = None, engine: Engine | None = None) -> faust.App:
@@ -66,17 +67,61 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
                    for partition, key, value in changes]
         await asyncio.gather(*pending)
 
-    async def rewind(topic: faust.TopicT, source: str, rewinds: dict[int, int]) -> None:
-        """Seek back to where the engine's cursor stands (see ``engine``)."""
-        for partition, offset in rewinds.items():
-            tp = TP(topic.get_topic_name(), partition)
-            earliest = (await app.consumer.earliest_offsets(tp)).get(tp, 0)
+    async def read_from(topic: str, partition: int, offset: int, source: str
+                        ) -> AsyncIterator[list[Record]]:
+        """Chunks of one partition from ``offset`` to its current end, read with a consumer of
+        our own: Faust's own seek races with records it already fetched and drops the rewound
+        ones. Records deleted by retention are skipped (and counted) via ``skip_to``."""
+        tp = TopicPartition(topic, partition)
+        reader = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None,
+                                  enable_auto_commit=False)
+        await reader.start()
+        try:
+            reader.assign([tp])
+            earliest = (await reader.beginning_offsets([tp]))[tp]
+            end = (await reader.end_offsets([tp]))[tp]
             if offset < earliest:
-                log.error("records %s..%s of %s were deleted before being processed",
-                          offset, earliest - 1, tp)
+                log.error("%s: offsets %s..%s deleted before being processed", tp, offset,
+                          earliest - 1)
                 engine.skip_to(source, partition, earliest)
-            log.warning("rewinding %s to offset %s", tp, max(offset, earliest))
-            await app.consumer.seek(tp, max(offset, earliest))
+                offset = earliest
+            log.warning("catching up %s from offset %s to %s", tp, offset, end)
+            reader.seek(tp, offset)
+            while offset < end:
+                got = (await reader.getmany(tp, timeout_ms=1000, max_records=5000)).get(tp, [])
+                chunk = [(partition, m.offset, m.key, m.value) for m in got if m.offset < end]
+                if chunk:
+                    offset = chunk[-1][1] + 1
+                    yield chunk
+        finally:
+            await reader.stop()
+
+    events_lock, facts_lock = asyncio.Lock(), asyncio.Lock()   # one writer of facts per stage
+
+    async def handle_events(records: Iterable[Record], catching_up: bool = False) -> None:
+        async with events_lock:
+            out = engine.on_events(records)
+            pending = [await app.producer.send(facts.get_topic_name(), k, v, None, None, None)
+                       for k, v in out.facts]
+            pending += [await app.producer.send(settings.dlq_topic, k, v, None, None, h)
+                        for k, v, h in out.dlq]
+            await asyncio.gather(*pending)   # facts delivered before the state says "seen"
+            await persist(conversations, out.changes)
+        if not catching_up:
+            await catch_up(settings.events_topic, EVENTS, out.rewinds)
+
+    async def handle_facts(records: Iterable[Record], catching_up: bool = False) -> None:
+        async with facts_lock:
+            out = engine.on_facts(records)
+            await persist(aggregates, out.changes)
+        if not catching_up:
+            await catch_up(facts.get_topic_name(), FACTS, out.rewinds)
+
+    async def catch_up(topic: str, source: str, gaps: dict[int, int]) -> None:
+        handle = handle_events if source == EVENTS else handle_facts
+        for partition, offset in gaps.items():
+            async for chunk in read_from(topic, partition, offset, source):
+                await handle(chunk, catching_up=True)
 
     def drain(table: TableT) -> list[tuple[bytes, bytes | None]]:
         """Move recovered rows out of Faust's store: the engine holds the working copy."""
@@ -112,26 +157,17 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
     async def conversation_stage(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(  # type: ignore[attr-defined]
                 settings.batch_size, settings.batch_seconds):
-            out = engine.on_events(
+            await handle_events(
                 (e.message.partition, e.message.offset, e.message.key, e.message.value)
                 for e in batch)
-            pending = [await app.producer.send(facts.get_topic_name(), k, v, None, None, None)
-                       for k, v in out.facts]
-            pending += [await app.producer.send(settings.dlq_topic, k, v, None, None, h)
-                        for k, v, h in out.dlq]
-            await asyncio.gather(*pending)   # facts delivered before the state says "seen"
-            await persist(conversations, out.changes)
-            await rewind(events, EVENTS, out.rewinds)
 
     @app.agent(facts)
     async def aggregate_stage(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(  # type: ignore[attr-defined]
                 settings.batch_size, settings.batch_seconds):
-            out = engine.on_facts(
+            await handle_facts(
                 (e.message.partition, e.message.offset, e.message.key, e.message.value)
                 for e in batch)
-            await persist(aggregates, out.changes)
-            await rewind(facts, FACTS, out.rewinds)
 
     @app.timer(SWEEP_SECONDS)
     async def sweep() -> None:
@@ -141,16 +177,18 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
 
     @app.timer(WATCHDOG_SECONDS)
     async def watchdog() -> None:
-        """Seek back where a partition has records waiting but its cursor does not move."""
-        if not app.flow_control.is_active():   # rebalancing: recovery seeks by itself
+        """Catch up partitions with records waiting whose cursor does not move (the consumer
+        was moved past it, e.g. by Faust's seek to committed offsets after a rebalance)."""
+        if not app.flow_control.is_active():   # rebalancing
             return
         consumer: Any = app.consumer
         assigned = consumer.assignment()
         for topic, source in ((events, EVENTS), (facts, FACTS)):
             name = topic.get_topic_name()
-            highwaters = {tp.partition: consumer.highwater(tp)
-                          for tp in assigned if tp.topic == name}
-            await rewind(topic, source, engine.stalled(source, highwaters))
+            # Faust keeps the last offset handed to the stream; there is no public accessor.
+            read = {tp.partition: consumer._read_offset.get(tp)
+                    for tp in assigned if tp.topic == name}
+            await catch_up(name, source, engine.stalled(source, read))
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(KpiCollector(

@@ -9,8 +9,8 @@ Each input partition has a ``Cursor``: the next offset to process, persisted wit
 produced (key ``"3/o|"``, written last in every batch). It, not the consumer group's committed
 offset, decides what is processed: Faust acks (and so commits) records it skips during a
 rebalance, so the committed offset can run ahead of the work actually done. A record past the
-cursor is a gap; the engine asks the edge to rewind the consumer, and replays below the cursor
-are dropped before decoding.
+cursor is a gap: the engine asks the edge to read the partition from the cursor on (``rewinds``)
+and replays below the cursor are dropped before decoding.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class EventsOutput:
     facts: list[tuple[bytes, bytes]] = field(default_factory=list)
     dlq: list[DlqRecord] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
-    rewinds: dict[int, int] = field(default_factory=dict)   # partition -> offset to seek to
+    rewinds: dict[int, int] = field(default_factory=dict)   # partition -> offset to re-read from
 
 
 @dataclass
@@ -113,7 +113,7 @@ class Engine:
             self.pipeline.replayed_records += 1
             return False
         if offset > cursor.next_offset:
-            # Records buffered past the gap keep arriving after the seek: ask once; the
+            # Records buffered past the gap keep arriving while it is read: ask once; the
             # watchdog (``stalled``) asks again if the rewind was lost.
             if not cursor.rewind_pending:
                 cursor.rewind_pending = True
@@ -124,19 +124,21 @@ class Engine:
         cursor.rewind_pending = False
         return True
 
-    def stalled(self, source: str, highwaters: dict[int, int | None]) -> dict[int, int]:
-        """Owned partitions with records beyond the cursor and no progress since the previous
-        call: the consumer was moved past the cursor (e.g. Faust's seek to the committed offset
-        after a rebalance) or a rewind was lost. Returns partition -> offset to seek to."""
+    def stalled(self, source: str, read_offsets: dict[int, int | None]) -> dict[int, int]:
+        """Owned partitions whose consumer has read at or past the cursor while the cursor has
+        not moved since the previous call: the consumer was moved past it (e.g. Faust's seek to
+        the committed offset after a rebalance) or a catch-up was cut short. (A partition
+        merely waiting for its turn has not been read that far.) Returns partition -> offset
+        to read from."""
         out: dict[int, int] = {}
-        for partition, highwater in highwaters.items():
+        for partition, read in read_offsets.items():
             cursor = self.cursors.setdefault((source, partition), Cursor())
-            behind = highwater is not None and highwater > cursor.next_offset
-            if behind and cursor.checked_at == cursor.next_offset:
+            ahead = read is not None and read >= cursor.next_offset
+            if ahead and cursor.checked_at == cursor.next_offset:
                 out[partition] = cursor.next_offset
                 cursor.rewind_pending = True
                 self.pipeline.rewinds += 1
-            cursor.checked_at = cursor.next_offset if behind else None
+            cursor.checked_at = cursor.next_offset if ahead else None
         return out
 
     def skip_to(self, source: str, partition: int, offset: int) -> None:

@@ -1,0 +1,85 @@
+"""Fault injection against a real broker: after each fault the exported KPI totals equal a
+recomputation from the raw topic (nothing lost, duplicates removed by event_id)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cs_pulse.devkafka import KafkaBroker
+from harness import Topology, WorkerProcess, recompute
+from test_workers_kafka import FAST_REBALANCE, produce_simulation, start_pair, wait_for_match
+
+pytestmark = pytest.mark.kafka
+
+
+def test_sigkill_mid_stream_and_restart(kafka: KafkaBroker, tmp_path: Path) -> None:
+    topo = Topology(kafka.bootstrap, partitions=4)
+    worker = WorkerProcess(topo, tmp_path, "w", **FAST_REBALANCE).start()
+    restarted: WorkerProcess | None = None
+    try:
+        produce_simulation(kafka.bootstrap, topo.events_topic, seed=11, minutes=30,
+                           end=time.time())
+        # Kill while it is still working through the backlog.
+        worker.wait_until(lambda s: sum(v for n, _, v in s
+                                        if n == "cs_events_processed_total") > 500, timeout=60)
+        worker.kill(signal.SIGKILL)
+        produce_simulation(kafka.bootstrap, topo.events_topic, seed=12, minutes=5,
+                           end=time.time())
+        restarted = WorkerProcess(topo, tmp_path, "w2", **FAST_REBALANCE).start()
+        wait_for_match([restarted], recompute(kafka.bootstrap, topo), timeout=120)
+    finally:
+        worker.stop()
+        if restarted is not None:
+            restarted.stop()
+
+
+def test_sigstop_past_the_session_timeout_then_sigcont(kafka: KafkaBroker,
+                                                        tmp_path: Path) -> None:
+    topo = Topology(kafka.bootstrap, partitions=4)
+    a, b = start_pair(topo, tmp_path)
+    try:
+        produce_simulation(kafka.bootstrap, topo.events_topic, seed=21, minutes=20,
+                           end=time.time())
+        b.kill(signal.SIGSTOP)
+        produce_simulation(kafka.bootstrap, topo.events_topic, seed=22, minutes=5,
+                           end=time.time())
+        time.sleep(10)   # > CS_PULSE_SESSION_TIMEOUT: the group moves b's partitions to a
+        b.kill(signal.SIGCONT)
+        produce_simulation(kafka.bootstrap, topo.events_topic, seed=23, minutes=5,
+                           end=time.time())
+        wait_for_match([a, b], recompute(kafka.bootstrap, topo), timeout=150)
+    finally:
+        b.kill(signal.SIGCONT)
+        a.stop()
+        b.stop()
+
+
+@pytest.fixture
+def own_broker() -> Iterator[KafkaBroker]:
+    """A broker of this test's own: it is restarted."""
+    broker = KafkaBroker().start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def test_broker_restart(own_broker: KafkaBroker, tmp_path: Path) -> None:
+    topo = Topology(own_broker.bootstrap, partitions=4)
+    worker = WorkerProcess(topo, tmp_path, "w", **FAST_REBALANCE).start()
+    try:
+        produce_simulation(own_broker.bootstrap, topo.events_topic, seed=31, minutes=20,
+                           end=time.time())
+        own_broker.stop(remove_data=False)
+        time.sleep(3)
+        own_broker.start()
+        produce_simulation(own_broker.bootstrap, topo.events_topic, seed=32, minutes=5,
+                           end=time.time())
+        wait_for_match([worker], recompute(own_broker.bootstrap, topo), timeout=150)
+    finally:
+        worker.stop()
