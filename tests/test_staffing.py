@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
@@ -75,3 +76,52 @@ def test_staffing_cli_table_marks_the_recommendation() -> None:
     assert row.split()[:5] == ["14", "14", "0.1741", "0.8884", "7.84"]
     assert row.endswith("<- meets target")
     assert "recommendation: 14 servers = 5 agents" in table(100, 1800, 180, 0.8, 20, 3)
+
+
+def _staffing_gauges(conversations: int) -> dict[str, float]:
+    """Export after ``conversations`` chats of 180 s handle time arrived in the last 15 min,
+    with 5 agents online at 2 chats each."""
+    import orjson
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from cs_pulse.engine import Engine
+    from cs_pulse.exporter import KpiCollector
+    from cs_pulse.settings import Settings
+    from harness import parse
+
+    now = time.time()
+    events: list[dict[str, object]] = []
+    base = {"schema_version": 1, "shop_id": "s1"}
+    for a in range(5):
+        events.append({**base, "event_id": f"st-{a}", "type": "agent.status", "agent_id":
+                       f"a{a}", "status": "online", "max_concurrency": 2,
+                       "ts": round((now - 900) * 1000)})
+    for i in range(conversations):
+        t0 = now - 850 + i * 800 / conversations
+        conv = {**base, "conversation_id": f"c{i}", "channel": "chat", "queue": "q"}
+        events += [
+            {**conv, "event_id": f"s{i}", "type": "conversation.started", "ts": round(t0 * 1e3)},
+            {**conv, "event_id": f"a{i}", "type": "conversation.assigned",
+             "agent_id": f"a{i % 5}", "ts": round((t0 + 1) * 1e3)},
+            {**conv, "event_id": f"c{i}", "type": "conversation.closed", "resolved": True,
+             "closed_by": "agent", "ts": round((t0 + 181) * 1e3)},
+        ]
+    events.sort(key=lambda e: e["ts"])  # type: ignore[arg-type, return-value]
+    engine = Engine(Settings())
+    out = engine.on_events((0, i, None, orjson.dumps(e)) for i, e in enumerate(events))
+    engine.on_facts((0, i, k, v) for i, (k, v) in enumerate(out.facts))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(KpiCollector(lambda: list(engine.aggregators.values()), engine.pipeline,
+                                   Settings()))
+    return {n: v for n, labels, v in parse(generate_latest(registry).decode())
+            if n.startswith("cs_staffing") and labels.get("shop") == "s1"}
+
+
+def test_live_staffing_gauges_move_with_load() -> None:
+    quiet, busy = _staffing_gauges(20), _staffing_gauges(300)
+    assert busy["cs_staffing_arrival_rate"] > quiet["cs_staffing_arrival_rate"] * 10
+    assert quiet["cs_staffing_agents_online"] == busy["cs_staffing_agents_online"] == 5
+    assert busy["cs_staffing_agents_needed"] > quiet["cs_staffing_agents_needed"]
+    assert busy["cs_staffing_gap_agents"] > 0 >= quiet["cs_staffing_gap_agents"]
+    assert busy["cs_staffing_expected_service_level_ratio"] < \
+        quiet["cs_staffing_expected_service_level_ratio"]
