@@ -44,7 +44,8 @@ class ShopCalendar:
         return datetime.fromtimestamp(ts, self.zone)
 
     def local_date(self, ts: float) -> str:
-        return self.local(ts).strftime("%Y-%m-%d")
+        # Every UTC offset is a multiple of 15 minutes, so the date is constant per quarter hour.
+        return _local_date(self.tz, int(ts // 900))
 
     def local_hour(self, ts: float) -> int:
         return self.local(ts).hour
@@ -66,6 +67,11 @@ class ShopCalendar:
 @lru_cache(maxsize=64)
 def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
+
+
+@lru_cache(maxsize=4096)
+def _local_date(tz: str, quarter_hour: int) -> str:
+    return datetime.fromtimestamp(quarter_hour * 900, _zone(tz)).strftime("%Y-%m-%d")
 
 
 @dataclass
