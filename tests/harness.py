@@ -13,9 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cs_pulse.devkafka import free_port
+from cs_pulse.engine import Engine
+from cs_pulse.exporter import KpiCollector
+from cs_pulse.settings import Settings
 
 Samples = list[tuple[str, dict[str, str], float]]
 
@@ -145,11 +149,6 @@ def recompute(bootstrap: str, topology: Topology) -> dict[
     import asyncio
 
     from aiokafka import AIOKafkaConsumer
-    from prometheus_client import CollectorRegistry, generate_latest
-
-    from cs_pulse.engine import Engine
-    from cs_pulse.exporter import KpiCollector
-    from cs_pulse.settings import Settings
 
     async def read() -> list[tuple[int, int, bytes | None, bytes | None]]:
         consumer = AIOKafkaConsumer(topology.events_topic, bootstrap_servers=bootstrap,
@@ -182,8 +181,12 @@ def recompute(bootstrap: str, topology: Topology) -> dict[
         produced += engine.on_events(sorted(by_partition[p], key=lambda r: r[1])).facts
     # One fact partition holds every series; the exported sums are the same.
     engine.on_facts((0, offset, k, v) for offset, (k, v) in enumerate(produced))
+    return comparable(exported(engine))
+
+
+def exported(engine: Engine) -> Samples:
+    """What a worker holding this engine would serve on /metrics."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(KpiCollector(lambda: list(engine.aggregators.values()), engine.pipeline,
                                    Settings()))
-    return comparable(parse(generate_latest(registry).decode()))
-
+    return parse(generate_latest(registry).decode())

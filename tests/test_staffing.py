@@ -82,12 +82,10 @@ def _staffing_gauges(conversations: int) -> dict[str, float]:
     """Export after ``conversations`` chats of 180 s handle time arrived in the last 15 min,
     with 5 agents online at 2 chats each."""
     import orjson
-    from prometheus_client import CollectorRegistry, generate_latest
 
     from cs_pulse.engine import Engine
-    from cs_pulse.exporter import KpiCollector
     from cs_pulse.settings import Settings
-    from harness import parse
+    from harness import exported
 
     now = time.time()
     events: list[dict[str, object]] = []
@@ -110,10 +108,7 @@ def _staffing_gauges(conversations: int) -> dict[str, float]:
     engine = Engine(Settings())
     out = engine.on_events((0, i, None, orjson.dumps(e)) for i, e in enumerate(events))
     engine.on_facts((0, i, k, v) for i, (k, v) in enumerate(out.facts))
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(KpiCollector(lambda: list(engine.aggregators.values()), engine.pipeline,
-                                   Settings()))
-    return {n: v for n, labels, v in parse(generate_latest(registry).decode())
+    return {n: v for n, labels, v in exported(engine)
             if n.startswith("cs_staffing") and labels.get("shop") == "s1"}
 
 

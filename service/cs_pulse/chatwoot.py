@@ -171,8 +171,7 @@ async def run_webhook(port: int) -> int:
     shop = os.environ.get("CS_PULSE_CHATWOOT_SHOP", "chatwoot")
     async with EventProducer(settings.bootstrap, settings.events_topic) as producer:
         async def send(events: list[Event]) -> None:
-            for f in [await producer.send(e) for e in events]:
-                await f
+            await producer.send_all(events)
 
         runner = web.AppRunner(build_webhook_app(secret.encode(), shop, send))
         await runner.setup()

@@ -19,7 +19,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -182,24 +182,23 @@ def load(path: Path, fmt: str | None = None, keep_time: bool = False,
     return events
 
 
-async def publish(events: Iterable[Event], producer: EventProducer, speedup: float = 0.0
-                  ) -> int:
-    """Send in order; with ``speedup`` > 0, pace by event time divided by it."""
+async def paced_by_event_time(events: Iterable[Event], speedup: float) -> AsyncIterator[Event]:
+    """The events in order; with ``speedup`` > 0, spaced by event time divided by it."""
     first: float | None = None
     start = time.monotonic()
-    pending = []
     for e in events:
         if speedup > 0:
             first = e["ts"] if first is None else first
             delay = (e["ts"] - first) / 1000.0 / speedup - (time.monotonic() - start)
             if delay > 0:
                 await asyncio.sleep(delay)
-        pending.append(await producer.send(e))
-        if len(pending) >= 10_000:
-            await asyncio.gather(*pending)
-            pending.clear()
-    await asyncio.gather(*pending)
-    return producer.sent
+        yield e
+
+
+async def publish(events: Iterable[Event], producer: EventProducer, speedup: float = 0.0
+                  ) -> int:
+    """Send in event-time order (see ``paced_by_event_time``); returns how many were sent."""
+    return await producer.send_stream(paced_by_event_time(events, speedup))
 
 
 async def run_replay(args: argparse.Namespace) -> int:
