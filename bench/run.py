@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from cs_pulse.devkafka import KafkaBroker, free_port
-from cs_pulse.engine import Engine
+from cs_pulse.engine import Engine, as_fact_records
 from cs_pulse.produce import EventProducer
 from cs_pulse.settings import Settings
 from cs_pulse.simulate import SimConfig, generate
@@ -229,7 +229,7 @@ def memory_per_open_conversation(n: int) -> float:
     tracemalloc.start()
     engine = Engine(Settings())
     out = engine.on_events(records)
-    engine.on_facts((0, i, k, v) for i, (k, v) in enumerate(out.facts))
+    engine.on_facts(as_fact_records(out.facts))
     del out
     gc.collect()
     used = tracemalloc.get_traced_memory()[0]

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cs_pulse.devkafka import free_port
-from cs_pulse.engine import Engine
+from cs_pulse.engine import Engine, as_fact_records
 from cs_pulse.exporter import KpiCollector
 from cs_pulse.settings import Settings
 
@@ -176,11 +176,10 @@ def recompute(bootstrap: str, topology: Topology) -> dict[
     by_partition: dict[int, list[tuple[int, int, bytes | None, bytes | None]]] = {}
     for r in records:
         by_partition.setdefault(r[0], []).append(r)
-    produced: list[tuple[bytes, bytes]] = []
+    produced: list[tuple[int, bytes]] = []
     for p in sorted(by_partition):
         produced += engine.on_events(sorted(by_partition[p], key=lambda r: r[1])).facts
-    # One fact partition holds every series; the exported sums are the same.
-    engine.on_facts((0, offset, k, v) for offset, (k, v) in enumerate(produced))
+    engine.on_facts(as_fact_records(produced))
     return comparable(exported(engine))
 
 

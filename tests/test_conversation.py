@@ -14,9 +14,9 @@ SHOP = "s1||||"
 def run(*events: Event) -> list[Fact]:
     stage = ConversationStage()
     facts: list[Fact] = []
-    for i, e in enumerate(events):
-        out, _dup = stage.process(e, 0, i)
-        facts.extend(f for f, _ in out)
+    for e in events:
+        out, _dup = stage.process(e)
+        facts.extend(out)
     return facts
 
 
@@ -127,9 +127,9 @@ def test_started_arriving_late_moves_the_clock_if_nothing_was_published() -> Non
 def test_duplicate_event_ids_are_applied_once() -> None:
     stage = ConversationStage()
     e = cust(3, event_id="dup-1")
-    stage.process(ev("conversation.started", 0), 0, 0)
-    first, dup1 = stage.process(e, 0, 1)
-    again, dup2 = stage.process(e, 0, 2)
+    stage.process(ev("conversation.started", 0))
+    first, dup1 = stage.process(e)
+    again, dup2 = stage.process(e)
     assert first and not dup1
     assert again == [] and dup2
 

@@ -7,7 +7,7 @@ import time
 
 import orjson
 
-from cs_pulse.engine import EVENTS, Engine
+from cs_pulse.engine import EVENTS, Engine, as_fact_records
 from cs_pulse.settings import Settings
 from factory import event_dict
 
@@ -57,18 +57,20 @@ def test_watchdog_rewinds_a_partition_whose_cursor_stopped_behind_the_log() -> N
 def test_replays_below_the_cursor_are_dropped_before_decoding() -> None:
     engine = Engine(Settings())
     engine.on_events(records(0, 6))
+    engine.take_changes()
     out = engine.on_events(records(2, 6))
-    assert out.facts == [] and out.changes == []
+    assert out.facts == [] and engine.take_changes() == ([], [])
     assert engine.pipeline.replayed_records == 4
     assert engine.pipeline.duplicates == 0
 
 
 def test_cursor_is_persisted_last_and_recovered() -> None:
     engine = Engine(Settings())
-    out = engine.on_events(records(0, 4))
-    assert out.changes[-1] == (0, b"0/o|", b"4")
+    engine.on_events(records(0, 4))
+    rows, _ = engine.take_changes()
+    assert rows[-1] == (0, b"0/o|", b"4")
     restored = Engine(Settings())
-    restored.load_stage((k, v) for _, k, v in out.changes)
+    restored.load_stage((k, v) for _, k, v in rows)
     assert restored.cursors[(EVENTS, 0)].next_offset == 4
     assert restored.on_events(records(2, 5)).facts   # only offset 4 is new
     assert restored.pipeline.replayed_records == 2
@@ -88,3 +90,56 @@ def test_retain_forgets_partitions_no_longer_owned() -> None:
     engine.retain({1}, set())
     assert set(engine.stages) == {1}
     assert list(engine.cursors) == [(EVENTS, 1)]
+
+
+def test_changes_between_flushes_are_written_once_per_key() -> None:
+    engine = Engine(Settings())
+    engine.on_events(records(0, 3))
+    engine.on_events(records(3, 6))
+    rows, _ = engine.take_changes()
+    # One conversation changed by six events: its row once, then the cursor.
+    assert [k for _, k, _ in rows] == [b"0/c|c0", b"0/o|"]
+    assert rows[-1][2] == b"6"
+    assert engine.take_changes() == ([], [])
+
+
+def test_recovery_does_not_roll_back_a_partition_the_worker_holds() -> None:
+    engine = Engine(Settings())
+    engine.on_events(records(0, 3))
+    own_rows, _ = engine.take_changes()            # flushed at offset 3
+    engine.on_events(records(3, 6))                # processed, not flushed yet
+    # A rebalance kept the partition; Faust replays this worker's own flushed rows.
+    engine.load_stage((k, v) for _, k, v in own_rows)
+    assert engine.cursors[(EVENTS, 0)].next_offset == 6
+    assert len(engine.stages[0].conversations["c0"].customer_ts) == 5
+
+
+def test_recovery_loads_a_held_partition_another_worker_moved_on() -> None:
+    other = Engine(Settings())
+    other.on_events(records(0, 8))
+    their_rows, _ = other.take_changes()           # the other worker got to offset 8
+    engine = Engine(Settings())
+    engine.on_events(records(0, 4))                # this one was paused at offset 4
+    engine.load_stage((k, v) for _, k, v in their_rows)
+    assert engine.cursors[(EVENTS, 0)].next_offset == 8
+    assert len(engine.stages[0].conversations["c0"].customer_ts) == 7
+    assert engine.on_events(records(4, 9)).facts   # only offset 8 is new
+    assert engine.pipeline.replayed_records == 4
+
+
+def test_facts_travel_one_record_per_facts_partition_and_replays_are_dropped() -> None:
+    engine = Engine(Settings(partitions=4))
+    out = engine.on_events(records(0, 5))
+    partitions = [p for p, _ in out.facts]
+    assert len(partitions) == len(set(partitions))   # one record per facts partition
+    assert engine.fact_partition("s1|presale|chat||") in partitions
+    facts = as_fact_records(out.facts)
+    engine.on_facts(facts)
+    totals = {s: dict(c) for a in engine.aggregators.values() for s, c in a.totals.items()}
+    # The same records again (a re-delivery) and the same facts re-sent as new records
+    # (stage 1 re-processing after a crash) change nothing.
+    engine.on_facts(facts)
+    assert engine.pipeline.replayed_records == len(facts)
+    engine.on_facts(as_fact_records(out.facts, {p: 1 for p in partitions}))
+    assert {s: dict(c) for a in engine.aggregators.values() for s, c in a.totals.items()} == totals
+    assert sum(a.stats.get("duplicate_facts", 0) for a in engine.aggregators.values()) > 0

@@ -83,7 +83,7 @@ def _staffing_gauges(conversations: int) -> dict[str, float]:
     with 5 agents online at 2 chats each."""
     import orjson
 
-    from cs_pulse.engine import Engine
+    from cs_pulse.engine import Engine, as_fact_records
     from cs_pulse.settings import Settings
     from harness import exported
 
@@ -107,7 +107,7 @@ def _staffing_gauges(conversations: int) -> dict[str, float]:
     events.sort(key=lambda e: e["ts"])  # type: ignore[arg-type, return-value]
     engine = Engine(Settings())
     out = engine.on_events((0, i, None, orjson.dumps(e)) for i, e in enumerate(events))
-    engine.on_facts((0, i, k, v) for i, (k, v) in enumerate(out.facts))
+    engine.on_facts(as_fact_records(out.facts))
     return {n: v for n, labels, v in exported(engine)
             if n.startswith("cs_staffing") and labels.get("shop") == "s1"}
 

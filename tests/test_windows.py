@@ -19,7 +19,7 @@ AG = "s1|||t1|a1"
 
 
 def fact(kind: str, t: float, series: str = Q, value: float = 1.0, subject: str = "") -> Fact:
-    return Fact(f"{kind}-{t}-{subject}", kind, T0 + t, series, value, subject)
+    return Fact(kind, T0 + t, series, value, subject)
 
 
 def test_slots_are_ten_second_aligned() -> None:
@@ -71,9 +71,9 @@ def test_today_splits_at_the_shops_local_midnight() -> None:
     midnight_ny = _local("America/New_York", 2023, 11, 15)       # 2023-11-15T05:00Z
     ny = "s2|presale|chat||"
     for ts in (midnight_cn - 10, midnight_cn + 10):
-        agg.apply(Fact(f"a{ts}", "conversations", ts, Q), wall=ts)
+        agg.apply(Fact("conversations", ts, Q), wall=ts)
     for ts in (midnight_ny - 10, midnight_ny + 10):
-        agg.apply(Fact(f"b{ts}", "conversations", ts, ny), wall=ts)
+        agg.apply(Fact("conversations", ts, ny), wall=ts)
     assert agg.today(Q, midnight_cn - 5)["conversations"] == 1
     assert agg.today(Q, midnight_cn + 20)["conversations"] == 1
     assert agg.today(Q, midnight_cn - 5)["conversations@23"] == 1
@@ -110,6 +110,26 @@ def test_occupancy_presence_and_utilisation_are_time_weighted() -> None:
     assert one_minute["open_seconds"] == 50 and one_minute["capacity_seconds"] == 200
     assert one_minute["max_open"] == 1
     assert agg.live[AG].sessions == {"c2": T0 + 30}
+
+
+def test_steady_occupancy_is_one_segment_not_a_row_per_slot() -> None:
+    agg = Aggregator()
+    agg.apply(fact("presence", 0, AG, 2.0, "online"), T0)
+    agg.apply(fact("session_open", 0, AG, subject="c1"), T0)
+    agg.take_changes()
+    for t in range(30, 3600, 30):                      # an hour of heartbeats, nothing else
+        agg.apply(fact("presence", t, AG, 0.0, "heartbeat"), T0 + t)
+    assert agg.live[AG].segments == [[T0, T0 + 3570, 1.0, 1.0, 2.0]]
+    rows = dict(agg.take_changes())
+    # One slot row per heartbeat (its min/max marks), not one per 10-second slot (357).
+    assert len([k for k in rows if k.startswith("s|")]) == 119
+    w = agg.windows(AG, T0 + 3575)                     # 5m: slots 3280..3570, booked to 3570
+    assert w["5m"]["open_seconds"] == 295 and w["5m"]["capacity_seconds"] == 590
+    assert w["60m"]["online_seconds"] == 3575          # 60m: slots -20..3570, all of it
+    # Segments older than every window expire with the slots.
+    agg.apply(fact("conversations", 3570 + 4000), T0 + 7570)
+    agg.expire()
+    assert agg.live[AG].segments == []
 
 
 def test_going_away_stops_online_time_and_logins_count_returns() -> None:

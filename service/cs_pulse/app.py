@@ -3,8 +3,9 @@
 Stage 1 (``conversation_stage``) consumes ``cs.events`` (keyed by conversation) and repartitions
 facts by series (queue / agent / shop) to ``cs.facts``; stage 2 (``aggregate_stage``) folds them
 into windows. Each stage's state is a Faust table used as a changelog: the domain objects in
-``Engine`` are the working state, written through after each batch and rebuilt from the changelog
-when partitions are (re)assigned. Faust windowed tables are deliberately not used (see SPEC).
+``Engine`` are the working state, flushed to the changelog every ``FLUSH_SECONDS`` and rebuilt
+from it when partitions are (re)assigned. Faust windowed tables are deliberately not used (see
+SPEC).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from cs_pulse.settings import Settings
 log = logging.getLogger("cs_pulse")
 SWEEP_SECONDS = 10.0
 WATCHDOG_SECONDS = 5.0
+FLUSH_SECONDS = 1.0
 
 
 def build_app(settings: Settings | None = None, engine: Engine | None = None) -> faust.App:
@@ -48,6 +50,7 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=max(1.0, settings.session_timeout / 10),
         producer_acks=-1,
+        producer_max_batch_size=512 * 1024,   # changelog flushes: fewer, larger batches
         stream_buffer_maxsize=8192,
         autodiscover=False,
     )
@@ -59,13 +62,25 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
     aggregates = app.Table("aggregates", partitions=n, key_type=bytes, value_type=bytes)
 
     async def persist(table: TableT, changes: Iterable[Change]) -> None:
-        """Write state changes and wait until the broker has them: the batch's input offsets are
-        committed only after this returns, so a SIGKILL can never lose acknowledged state.
-        (``Table.send_changelog`` buffers without such a guarantee.)"""
+        """Write changelog rows and wait until the broker has them. Rows go out as whole
+        record batches per partition, in order, through aiokafka's batch API: a flush writes
+        thousands of rows, and ``send`` costs a future and a log call per row.
+        (``Table.send_changelog`` buffers without a delivery guarantee.)"""
+        producer = app.producer._ensure_producer()  # type: ignore[attr-defined]
         topic = table.changelog_topic.get_topic_name()
-        pending = [await app.producer.send(topic, key, value, partition, None, None)
-                   for partition, key, value in changes]
-        await asyncio.gather(*pending)
+        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
+        for partition, key, value in changes:
+            by_partition.setdefault(partition, []).append((key, value))
+        delivered = []
+        for partition, rows in by_partition.items():
+            batch = producer.create_batch()
+            for key, value in rows:
+                if batch.append(key=key, value=value, timestamp=None) is None:   # full
+                    delivered.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)
+            delivered.append(await producer.send_batch(batch, topic, partition=partition))
+        await asyncio.gather(*delivered)
 
     async def read_from(topic: str, partition: int, offset: int, source: str
                         ) -> AsyncIterator[list[Record]]:
@@ -97,25 +112,35 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
             await reader.stop()
 
     events_lock, facts_lock = asyncio.Lock(), asyncio.Lock()   # one writer of facts per stage
+    flush_lock = asyncio.Lock()
 
     async def handle_events(records: Iterable[Record], catching_up: bool = False) -> None:
         async with events_lock:
             out = engine.on_events(records)
-            pending = [await app.producer.send(facts.get_topic_name(), k, v, None, None, None)
-                       for k, v in out.facts]
+            pending = [await app.producer.send(facts.get_topic_name(), None, v, p, None, None)
+                       for p, v in out.facts]
             pending += [await app.producer.send(settings.dlq_topic, k, v, None, None, h)
                         for k, v, h in out.dlq]
-            await asyncio.gather(*pending)   # facts delivered before the state says "seen"
-            await persist(conversations, out.changes)
+            # Delivered before the lock is released: a flush (which takes the lock) never
+            # persists a cursor past events whose facts could still be lost.
+            await asyncio.gather(*pending)
         if not catching_up:
             await catch_up(settings.events_topic, EVENTS, out.rewinds)
 
     async def handle_facts(records: Iterable[Record], catching_up: bool = False) -> None:
         async with facts_lock:
-            out = engine.on_facts(records)
-            await persist(aggregates, out.changes)
+            rewinds = engine.on_facts(records)
         if not catching_up:
-            await catch_up(facts.get_topic_name(), FACTS, out.rewinds)
+            await catch_up(facts.get_topic_name(), FACTS, rewinds)
+
+    async def flush() -> None:
+        """Persist the state changed since the last flush, cursors last. Records processed
+        but not yet flushed when a worker dies are re-read from the persisted cursor."""
+        async with flush_lock:
+            async with events_lock, facts_lock:   # a consistent cut of both stages
+                stage_rows, aggregate_rows = engine.take_changes()
+            await asyncio.gather(persist(conversations, stage_rows),
+                                 persist(aggregates, aggregate_rows))
 
     async def catch_up(topic: str, source: str, gaps: dict[int, int]) -> None:
         handle = handle_events if source == EVENTS else handle_facts
@@ -169,11 +194,14 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
                 (e.message.partition, e.message.offset, e.message.key, e.message.value)
                 for e in batch)
 
+    @app.timer(FLUSH_SECONDS)
+    async def flush_state() -> None:
+        await flush()
+
     @app.timer(SWEEP_SECONDS)
     async def sweep() -> None:
-        stage_changes, aggregate_changes = engine.sweep()
-        await persist(conversations, stage_changes)
-        await persist(aggregates, aggregate_changes)
+        async with events_lock, facts_lock:
+            engine.sweep()
 
     @app.timer(WATCHDOG_SECONDS)
     async def watchdog() -> None:
@@ -204,6 +232,7 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
 
     @app.task
     async def serve_metrics() -> None:
+        quiet_debug_logging()
         web_app = web.Application()
         web_app.router.add_get("/metrics", metrics)
         web_app.router.add_get("/healthz", health)
@@ -215,6 +244,20 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
 
     app.cs_engine = engine  # type: ignore[attr-defined]
     return app
+
+
+def quiet_debug_logging() -> None:
+    """Undo Faust's terminal spinner set-up, which sets the root logger to DEBUG whatever the
+    --loglevel: every debug call in aiokafka (one per record sent) then builds a log record,
+    which cost about a fifth of a busy worker's CPU."""
+    from faust.utils.terminal.spinners import SpinnerHandler
+
+    root = logging.getLogger()
+    spinners = [h for h in root.handlers if isinstance(h, SpinnerHandler)]
+    for handler in spinners:
+        root.removeHandler(handler)
+    if spinners and root.handlers:
+        root.setLevel(min(h.level for h in root.handlers) or logging.WARNING)
 
 
 def consumer_gauges(app: faust.App, topics: tuple[str, str]) -> dict[str, float]:

@@ -6,16 +6,24 @@ State keys are prefixed with their partition (``"3/c|conv-1"``) so a changelog r
 key back into the partition it came from.
 
 Each input partition has a ``Cursor``: the next offset to process, persisted with the state it
-produced (key ``"3/o|"``, written last in every batch). It, not the consumer group's committed
-offset, decides what is processed: Faust acks (and so commits) records it skips during a
-rebalance, so the committed offset can run ahead of the work actually done. A record past the
-cursor is a gap: the engine asks the edge to read the partition from the cursor on (``rewinds``)
-and replays below the cursor are dropped before decoding.
+produced (key ``"3/o|"``, written last in every flush). It, not the consumer group's committed
+offset, decides what is processed: the committed offset can run ahead of the work persisted
+(Faust acks records it skips during a rebalance, and state is flushed once a second, not per
+record). A record past the cursor is a gap: the engine asks the edge to read the partition from
+the cursor on (``rewinds``) and replays below the cursor are dropped before decoding.
+
+State changes accumulate between flushes (``take_changes``): a hot key (the current window slot,
+an agent's live state) is written once per flush however many records changed it.
+
+Facts travel as one record per facts partition per batch: a JSON array of rows
+``[kind, ts, series, value, subject, origin partition, origin offset, index]``. The origin is the
+fact's identity; the aggregation stage drops facts at or below the highest origin it applied.
 """
 
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,20 +43,14 @@ DlqRecord = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
 
 
 EVENTS, FACTS = "events", "facts"   # the two inputs, as cursor sources
+FACTS_PER_RECORD = 2000   # keeps a facts record far below Kafka's 1 MB message limit
 
 
 @dataclass
 class EventsOutput:
-    facts: list[tuple[bytes, bytes]] = field(default_factory=list)
+    facts: list[tuple[int, bytes]] = field(default_factory=list)   # (facts partition, record)
     dlq: list[DlqRecord] = field(default_factory=list)
-    changes: list[Change] = field(default_factory=list)
     rewinds: dict[int, int] = field(default_factory=dict)   # partition -> offset to re-read from
-
-
-@dataclass
-class FactsOutput:
-    changes: list[Change] = field(default_factory=list)
-    rewinds: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -60,13 +62,22 @@ class Cursor:
     checked_at: int | None = None   # next_offset seen by the previous ``stalled`` check
 
 
-def encode_fact(fact: Fact, origin: tuple[int, int, int]) -> tuple[bytes, bytes]:
-    return fact.series.encode(), orjson.dumps([*fact.to_wire(), *origin])
+def decode_facts(raw: bytes) -> Iterator[tuple[Fact, tuple[int, int, int]]]:
+    for kind, ts, series, value, subject, p, offset, index in orjson.loads(raw):
+        yield Fact(kind, float(ts), series, float(value), subject), (p, offset, index)
 
 
-def decode_fact(raw: bytes) -> tuple[Fact, tuple[int, int, int]]:
-    v = orjson.loads(raw)
-    return Fact.from_wire(v[:6]), (int(v[6]), int(v[7]), int(v[8]))
+def as_fact_records(facts: Iterable[tuple[int, bytes]], offsets: dict[int, int] | None = None
+                    ) -> list[Record]:
+    """Number fact records per partition as the broker would (for recomputation in-process);
+    ``offsets`` holds each partition's next offset and is advanced."""
+    offsets = {} if offsets is None else offsets
+    out: list[Record] = []
+    for partition, value in facts:
+        offset = offsets.get(partition, 0)
+        offsets[partition] = offset + 1
+        out.append((partition, offset, None, value))
+    return out
 
 
 def _changes(partition: int, items: Iterable[tuple[str, object]]) -> list[Change]:
@@ -88,7 +99,17 @@ class Engine:
         self.stages: dict[int, ConversationStage] = {}
         self.aggregators: dict[int, Aggregator] = {}
         self.cursors: dict[tuple[str, int], Cursor] = {}
+        self.unflushed: set[tuple[str, int]] = set()   # (source, partition) changed since flush
         self.pipeline = PipelineStats()
+        self._fact_partition: dict[str, int] = {}
+
+    def fact_partition(self, series: str) -> int:
+        """Facts partition of a series: stable across processes (crc32, not ``hash``)."""
+        p = self._fact_partition.get(series)
+        if p is None:
+            p = zlib.crc32(series.encode()) % self.settings.partitions
+            self._fact_partition[series] = p
+        return p
 
     def stage(self, partition: int) -> ConversationStage:
         st = self.stages.get(partition)
@@ -122,6 +143,7 @@ class Engine:
             return False
         cursor.next_offset = offset + 1
         cursor.rewind_pending = False
+        self.unflushed.add((source, partition))
         return True
 
     def stalled(self, source: str, read_offsets: dict[int, int | None]) -> dict[int, int]:
@@ -149,21 +171,17 @@ class Engine:
             self.pipeline.lost_records += offset - cursor.next_offset
             cursor.next_offset = offset
             cursor.rewind_pending = False
-
-    def _cursor_change(self, source: str, partition: int) -> Change:
-        cursor = self.cursors[(source, partition)]
-        return partition, f"{partition}/o|".encode(), orjson.dumps(cursor.next_offset)
+            self.unflushed.add((source, partition))
 
     # --- stage 1 -----------------------------------------------------------------------------
 
     def on_events(self, records: Iterable[Record]) -> EventsOutput:
         out = EventsOutput()
-        touched: set[int] = set()
+        rows: dict[int, list[list[Any]]] = {}   # facts partition -> wire rows
         wall = self.wall()
         for partition, offset, key, value in records:
             if not self._admit(EVENTS, partition, offset, out.rewinds):
                 continue
-            touched.add(partition)
             decoded = self.decoder.decode(value)
             if isinstance(decoded, Rejected):
                 self.pipeline.rejected_event(decoded.reason, wall)
@@ -173,71 +191,96 @@ class Engine:
                     ("source", f"{self.settings.events_topic}/{partition}/{offset}".encode()),
                 ]))
                 continue
-            facts, duplicate = self.stage(partition).process(decoded, partition, offset)
+            facts, duplicate = self.stage(partition).process(decoded)
             if duplicate:
                 self.pipeline.duplicates += 1
             self.pipeline.processed_event(decoded.type, decoded.ts, wall)
-            out.facts.extend(encode_fact(f, o) for f, o in facts)
-        for p in touched:
-            out.changes.extend(_changes(p, self.stage(p).take_changes()))
-            out.changes.append(self._cursor_change(EVENTS, p))   # last: state first
-        self.pipeline.facts_sent += len(out.facts)
+            for index, f in enumerate(facts):
+                rows.setdefault(self.fact_partition(f.series), []).append(
+                    [f.kind, f.ts, f.series, f.value, f.subject, partition, offset, index])
+                self.pipeline.facts_sent += 1
+        out.facts = [(p, orjson.dumps(r[i:i + FACTS_PER_RECORD]))
+                     for p, r in rows.items() for i in range(0, len(r), FACTS_PER_RECORD)]
         self.pipeline.dlq_sent += len(out.dlq)
         return out
 
     # --- stage 2 -----------------------------------------------------------------------------
 
-    def on_facts(self, records: Iterable[Record]) -> FactsOutput:
-        out = FactsOutput()
-        touched: set[int] = set()
+    def on_facts(self, records: Iterable[Record]) -> dict[int, int]:
+        """Fold fact records into the windows; returns the rewinds asked for."""
+        rewinds: dict[int, int] = {}
         wall = self.wall()
         for partition, offset, _key, value in records:
-            if not self._admit(FACTS, partition, offset, out.rewinds):
+            if not self._admit(FACTS, partition, offset, rewinds) or value is None:
                 continue
-            touched.add(partition)
-            if value is None:
+            aggregator = self.aggregator(partition)
+            for fact, origin in decode_facts(value):
+                aggregator.apply(fact, wall, origin)
+        return rewinds
+
+    # --- persistence ---------------------------------------------------------------------------
+
+    def take_changes(self) -> tuple[list[Change], list[Change]]:
+        """State changed since the previous call, as changelog rows (stage, aggregates); each
+        partition's cursor row comes last, after the state it belongs to."""
+        stage_rows: list[Change] = []
+        aggregate_rows: list[Change] = []
+        for source, p in sorted(self.unflushed):
+            cursor = self.cursors.get((source, p))
+            if cursor is None:   # partition given up since
                 continue
-            fact, origin = decode_fact(value)
-            self.aggregator(partition).apply(fact, wall, origin)
-        for p in touched:
-            out.changes.extend(_changes(p, self.aggregator(p).take_changes()))
-            out.changes.append(self._cursor_change(FACTS, p))
-        return out
+            state = self.stage(p) if source == EVENTS else self.aggregator(p)
+            rows = stage_rows if source == EVENTS else aggregate_rows
+            rows.extend(_changes(p, state.take_changes()))
+            rows.append((p, f"{p}/o|".encode(), orjson.dumps(cursor.next_offset)))
+        self.unflushed.clear()
+        return stage_rows, aggregate_rows
 
-    # --- housekeeping -------------------------------------------------------------------------
-
-    def sweep(self) -> tuple[list[Change], list[Change]]:
-        """Expire closed conversations and passed windows; returns the deletions to persist,
-        (stage changes, aggregate changes)."""
-        stage_changes: list[Change] = []
+    def sweep(self) -> None:
+        """Expire closed conversations and passed windows (deletions go out with the next
+        ``take_changes``)."""
         for p, st in self.stages.items():
-            if st.expire():
-                stage_changes.extend(_changes(p, st.take_changes()))
-        aggregate_changes: list[Change] = []
+            if st.expire() and (EVENTS, p) in self.cursors:
+                self.unflushed.add((EVENTS, p))
         for p, agg in self.aggregators.items():
-            if agg.expire():
-                aggregate_changes.extend(_changes(p, agg.take_changes()))
-        return stage_changes, aggregate_changes
+            if agg.expire() and (FACTS, p) in self.cursors:
+                self.unflushed.add((FACTS, p))
 
     def load_stage(self, items: Iterable[tuple[bytes, bytes | None]]) -> None:
-        for partition, key, value in self._loaded(EVENTS, items):
-            self.stage(partition).load(key, value)
+        for partition, rows in self._recovered(EVENTS, items):
+            stage = self.stage(partition)
+            for key, value in rows:
+                stage.load(key, value)
 
     def load_aggregates(self, items: Iterable[tuple[bytes, bytes | None]]) -> None:
-        for partition, key, value in self._loaded(FACTS, items):
-            self.aggregator(partition).load(key, value)
+        for partition, rows in self._recovered(FACTS, items):
+            aggregator = self.aggregator(partition)
+            for key, value in rows:
+                aggregator.load(key, value)
 
-    def _loaded(self, source: str, items: Iterable[tuple[bytes, bytes | None]]
-                ) -> Iterator[tuple[int, str, Any]]:
-        """Decoded changelog rows; cursor rows are applied here, the rest yielded."""
+    def _recovered(self, source: str, items: Iterable[tuple[bytes, bytes | None]]
+                   ) -> Iterator[tuple[int, list[tuple[str, Any]]]]:
+        """Changelog rows by partition, to load on top of the working state. A partition this
+        worker holds is loaded only if the changelog's cursor is past the engine's (another
+        worker moved it on meanwhile): otherwise the rows are this worker's own earlier
+        writes and would roll back what it processed since its last flush."""
+        rows: dict[int, list[tuple[str, Any]]] = {}
+        logged: dict[int, int] = {}
         for raw_key, raw_value in items:
             partition, key = split_key(raw_key)
             value = None if raw_value is None else orjson.loads(raw_value)
             if key == "o|":
                 if value is not None:
-                    self.cursors[(source, partition)] = Cursor(int(value))
+                    logged[partition] = int(value)
             else:
-                yield partition, key, value
+                rows.setdefault(partition, []).append((key, value))
+        for partition in sorted(set(rows) | set(logged)):
+            held = self.cursors.get((source, partition))
+            if held is not None and logged.get(partition, -1) <= held.next_offset:
+                continue
+            if partition in logged:
+                self.cursors[(source, partition)] = Cursor(logged[partition])
+            yield partition, rows.get(partition, [])
 
     def retain(self, event_partitions: set[int], fact_partitions: set[int]) -> None:
         """Forget the state of partitions no longer owned (their new owner recovers it)."""
@@ -249,3 +292,4 @@ class Engine:
         for source, p in list(self.cursors):
             if p not in owned[source]:
                 del self.cursors[(source, p)]
+                self.unflushed.discard((source, p))

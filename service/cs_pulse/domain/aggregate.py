@@ -11,11 +11,11 @@ including the current, partly elapsed one. "today" is the shop's local calendar 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .calendar import Calendars
+from .calendar import Calendars, ShopCalendar
 from .catalogue import COUNTERS, HISTOGRAMS, bucket_index
 from .clock import EventClock
 from .model import Fact, series_shop
@@ -53,14 +53,42 @@ def merge(into: Counts, other: Counts) -> None:
         add(into, k, v)
 
 
+# Histogram keys, built once: "kind:<bucket index>", "kind:sum", "kind:count".
+_HISTOGRAM_KEYS = {kind: ([f"{kind}:{i}" for i in range(len(bounds) + 1)],
+                          f"{kind}:sum", f"{kind}:count")
+                   for kind, bounds in HISTOGRAMS.items()}
+assert not (MAX_KEYS | MIN_KEYS) & (COUNTERS | set(HISTOGRAMS)), "facts fold by addition"
+
+
 def fold_fact(counts: Counts, kind: str, value: float) -> None:
-    bounds = HISTOGRAMS.get(kind)
-    if bounds is not None:
-        add(counts, f"{kind}:{bucket_index(bounds, value)}", 1.0)
-        add(counts, f"{kind}:sum", value)
-        add(counts, f"{kind}:count", 1.0)
-    else:
-        add(counts, kind, value)
+    keys = _HISTOGRAM_KEYS.get(kind)
+    if keys is None:
+        counts[kind] = counts.get(kind, 0.0) + value
+        return
+    buckets, sum_key, count_key = keys
+    bucket = buckets[bucket_index(HISTOGRAMS[kind], value)]
+    counts[bucket] = counts.get(bucket, 0.0) + 1.0
+    counts[sum_key] = counts.get(sum_key, 0.0) + value
+    counts[count_key] = counts.get(count_key, 0.0) + 1.0
+
+
+def add_occupancy(counts: Counts, n_open: float, online: bool, capacity: float, dt: float,
+                  end: float) -> None:
+    """Add ``dt`` seconds, ending at ``end``, of ``n_open`` sessions (and, while online,
+    presence and ``capacity`` chat slots)."""
+    counts["open_seconds"] = counts.get("open_seconds", 0.0) + n_open * dt
+    counts["max_open"] = max(counts.get("max_open", n_open), n_open)
+    if online:
+        counts["online_seconds"] = counts.get("online_seconds", 0.0) + dt
+        counts["capacity_seconds"] = counts.get("capacity_seconds", 0.0) + capacity * dt
+        counts["last_online"] = max(counts.get("last_online", end), end)
+
+
+def add_segments(counts: Counts, segments: Iterable[list[float]], since: float) -> None:
+    """Add the part of occupancy segments after ``since`` (a window's first slot)."""
+    for start, end, n_open, online, capacity in segments:
+        if end > since:
+            add_occupancy(counts, n_open, online > 0, capacity, end - max(start, since), end)
 
 
 @dataclass
@@ -74,6 +102,10 @@ class Live:
     booked_to: float | None = None   # time up to which presence/occupancy integrals are booked
     last_seen: float | None = None   # last presence or heartbeat
     roster: dict[str, float] = field(default_factory=dict)  # shop series: agent -> concurrency
+    # Occupancy booked since the retention horizon as constant pieces [start, end, open
+    # sessions, online 1/0, capacity]: rolling windows integrate them when read, so an agent
+    # costs one state row per change instead of one per 10-second slot.
+    segments: list[list[float]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -85,6 +117,23 @@ class Live:
     @property
     def online(self) -> bool:
         return self.status in ONLINE_STATUSES
+
+    def segment(self, start: float, end: float) -> list[float]:
+        """The current state held from ``start`` to ``end``."""
+        online = self.online
+        return [start, end, float(len(self.sessions)), 1.0 if online else 0.0,
+                self.max_concurrency if online else 0.0]
+
+
+StateKey = tuple[str, str, str]   # (kind, slot or day or "", series or ""): see ``state_key``
+
+
+def state_key(key: StateKey) -> str:
+    """Changelog key: "m", "t|<series>", "l|<series>", "s|<slot>|<series>", "d|<day>|<series>"."""
+    kind, when, series = key
+    if kind == "m":
+        return "m"
+    return f"{kind}|{when}|{series}" if when else f"{kind}|{series}"
 
 
 @dataclass
@@ -100,7 +149,8 @@ class Aggregator:
     high_water: dict[str, list[int]] = field(default_factory=dict)
     stats: Counts = field(default_factory=dict)   # duplicate_facts, late_facts
     clock: EventClock = field(default_factory=EventClock)
-    _dirty: set[str] = field(default_factory=set)
+    _dirty: set[StateKey] = field(default_factory=set)
+    _calendar_of: dict[str, ShopCalendar] = field(default_factory=dict)   # series -> calendar
 
     def __post_init__(self) -> None:
         self.clock.grace = self.grace
@@ -112,12 +162,12 @@ class Aggregator:
         if origin is not None:
             p, offset, index = origin
             hw = self.high_water.get(str(p))
-            if hw is not None and (offset, index) <= (hw[0], hw[1]):
+            if hw is not None and (offset < hw[0] or (offset == hw[0] and index <= hw[1])):
                 add(self.stats, "duplicate_facts", 1.0)
-                self._dirty.add("m")
+                self._dirty.add(_META)
                 return False
             self.high_water[str(p)] = [offset, index]
-            self._dirty.add("m")
+            self._dirty.add(_META)
         self.clock.observe(fact.ts, wall)
         kind = fact.kind
         if kind in COUNTERS or kind in HISTOGRAMS:
@@ -140,37 +190,43 @@ class Aggregator:
             raise ValueError(f"unknown fact kind {kind!r}")
         return True
 
+    def _calendar(self, series: str) -> ShopCalendar:
+        cal = self._calendar_of.get(series)
+        if cal is None:
+            cal = self._calendar_of[series] = self.calendars.for_shop(series_shop(series))
+        return cal
+
     def _fold(self, series: str, ts: float, kind: str, value: float) -> None:
         fold_fact(self.totals.setdefault(series, {}), kind, value)
-        self._dirty.add(f"t|{series}")
+        self._dirty.add(("t", "", series))
         if ts >= self._horizon():
             s = slot_of(ts)
             fold_fact(self.slots.setdefault(series, {}).setdefault(s, {}), kind, value)
-            self._dirty.add(f"s|{s}|{series}")
+            self._dirty.add(("s", str(s), series))
         else:
             add(self.stats, "late_facts", 1.0)
-            self._dirty.add("m")
-        cal = self.calendars.for_shop(series_shop(series))
+            self._dirty.add(_META)
+        cal = self._calendar(series)
         day = cal.local_date(ts)
-        if day >= self._oldest_day(series):
+        if day >= self._oldest_day(cal):
             counts = self.days.setdefault(series, {}).setdefault(day, {})
             fold_fact(counts, kind, value)
             if kind in HOURLY_KINDS:
-                add(counts, f"{kind}@{cal.local_hour(ts)}", value)
-            self._dirty.add(f"d|{day}|{series}")
+                hour_key = f"{kind}@{cal.local_hour(ts)}"
+                counts[hour_key] = counts.get(hour_key, 0.0) + value
+            self._dirty.add(("d", day, series))
 
     def _horizon(self) -> float:
         """Slots starting before this can no longer be in any window: they are closed."""
         m = self.clock.max_ts
         return float("-inf") if m is None else m - self.grace - RETENTION_SECONDS
 
-    def _oldest_day(self, series: str) -> str:
+    def _oldest_day(self, cal: ShopCalendar) -> str:
         m = self.clock.max_ts or 0.0
-        return self.calendars.for_shop(series_shop(series)).local_date(
-            m - (DAYS_KEPT - 1) * 86400)
+        return cal.local_date(m - (DAYS_KEPT - 1) * 86400)
 
     def _live(self, series: str) -> Live:
-        self._dirty.add(f"l|{series}")
+        self._dirty.add(("l", "", series))
         live = self.live.get(series)
         if live is None:
             live = self.live[series] = Live()
@@ -205,54 +261,44 @@ class Aggregator:
         if ts >= self._horizon():
             s = slot_of(ts)
             add(self.slots.setdefault(series, {}).setdefault(s, {}), key, value)
-            self._dirty.add(f"s|{s}|{series}")
-        day = self.calendars.for_shop(series_shop(series)).local_date(ts)
+            self._dirty.add(("s", str(s), series))
+        day = self._calendar(series).local_date(ts)
         add(self.days.setdefault(series, {}).setdefault(day, {}), key, value)
-        self._dirty.add(f"d|{day}|{series}")
+        self._dirty.add(("d", day, series))
 
     def _book(self, series: str, live: Live, until: float) -> None:
-        """Integrate occupancy and presence from ``booked_to`` up to ``until`` into slots/days."""
+        """Book occupancy and presence from ``booked_to`` up to ``until``: into the day counts
+        and, inside retention, as a segment for the rolling windows."""
         start = live.booked_to
         live.booked_to = until
         if start is None or until <= start:
             return
-        for a, b in self._pieces(series, start, until):
-            self._book_piece(series, live, a, b, self.slots, self.days)
-
-    def _pieces(self, series: str, start: float, until: float) -> Iterator[tuple[float, float]]:
-        """Split [start, until) at slot boundaries (inside retention) and local midnights."""
-        cal = self.calendars.for_shop(series_shop(series))
-        horizon = self._horizon()
-        t = start
-        while t < until:
-            nxt = min(until, cal.next_midnight(t))
-            if t >= horizon:
-                nxt = min(nxt, slot_of(t) + SLOT_SECONDS)
+        self._integrate_days(series, live, start, until, self.days.setdefault(series, {}),
+                             self._dirty)
+        since = max(start, self._horizon())
+        if since < until:
+            piece = live.segment(since, until)
+            last = live.segments[-1] if live.segments else None
+            if last is not None and last[1] == since and last[2:] == piece[2:]:
+                last[1] = until   # unchanged state (e.g. a heartbeat): extend
             else:
-                nxt = min(nxt, max(horizon, t + SLOT_SECONDS))
-            yield t, nxt
-            t = nxt
+                live.segments.append(piece)
 
-    def _book_piece(self, series: str, live: Live, a: float, b: float,
-                    slots: dict[str, dict[int, Counts]] | None,
-                    days: dict[str, dict[str, Counts]]) -> None:
-        dt = b - a
-        add_counts: Counts = {"open_seconds": len(live.sessions) * dt}
-        if live.online:
-            add_counts["online_seconds"] = dt
-            add_counts["capacity_seconds"] = live.max_concurrency * dt
-        add_counts["max_open"] = float(len(live.sessions))
-        if live.online:
-            add_counts["last_online"] = b
-        if slots is not None and a >= self._horizon():
-            s = slot_of(a)
-            merge(slots.setdefault(series, {}).setdefault(s, {}), add_counts)
-            if slots is self.slots:
-                self._dirty.add(f"s|{s}|{series}")
-        day = self.calendars.for_shop(series_shop(series)).local_date(a)
-        merge(days.setdefault(series, {}).setdefault(day, {}), add_counts)
-        if days is self.days:
-            self._dirty.add(f"d|{day}|{series}")
+    def _integrate_days(self, series: str, live: Live, start: float, until: float,
+                        days: dict[str, Counts], dirty: set[StateKey] | None = None) -> None:
+        """Add the live state's occupancy over [start, until) to day counts, split at local
+        midnights."""
+        cal = self._calendar(series)
+        n_open, online = float(len(live.sessions)), live.online
+        a = start
+        while a < until:
+            b = min(until, cal.next_midnight(a))
+            day = cal.local_date(a)
+            add_occupancy(days.setdefault(day, {}), n_open, online, live.max_concurrency,
+                          b - a, b)
+            if dirty is not None:
+                dirty.add(("d", day, series))
+            a = b
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -268,28 +314,23 @@ class Aggregator:
                 if s >= first:
                     merge(out[name], counts)
         live = self.live.get(series)
-        if live is not None and live.booked_to is not None and live.booked_to < now:
-            pending: dict[str, dict[int, Counts]] = {}
-            start = max(live.booked_to, min(firsts.values()))
-            for a, b in self._pieces(series, start, now):
-                self._book_piece(series, live, a, b, pending, {})
-            for s, counts in pending.get(series, {}).items():
-                for name, first in firsts.items():
-                    if s >= first:
-                        merge(out[name], counts)
+        if live is not None and live.booked_to is not None:
+            segments = live.segments
+            if live.booked_to < now:   # not booked yet: the current state holds until now
+                segments = [*segments, live.segment(live.booked_to, now)]
+            for name, first in firsts.items():
+                add_segments(out[name], segments, first)
         out["today"] = self.today(series, now)
         return out
 
     def today(self, series: str, now: float) -> Counts:
-        cal = self.calendars.for_shop(series_shop(series))
-        day = cal.local_date(now)
+        day = self._calendar(series).local_date(now)
         out: Counts = dict(self.days.get(series, {}).get(day, {}))
         live = self.live.get(series)
         if live is not None and live.booked_to is not None and live.booked_to < now:
-            pending_days: dict[str, dict[str, Counts]] = {}
-            for a, b in self._pieces(series, max(live.booked_to, now - 86400), now):
-                self._book_piece(series, live, a, b, None, pending_days)
-            merge(out, pending_days.get(series, {}).get(day, {}))
+            pending: dict[str, Counts] = {}
+            self._integrate_days(series, live, max(live.booked_to, now - 86400), now, pending)
+            merge(out, pending.get(day, {}))
         return out
 
     def series(self) -> Iterable[str]:
@@ -304,49 +345,52 @@ class Aggregator:
         for series, slots in list(self.slots.items()):
             for s in [s for s in slots if s + SLOT_SECONDS <= horizon]:
                 del slots[s]
-                self._dirty.add(f"s|{s}|{series}")
+                self._dirty.add(("s", str(s), series))
                 dropped += 1
             if not slots:
                 del self.slots[series]
         for series, days in list(self.days.items()):
-            oldest = self._oldest_day(series)
+            oldest = self._oldest_day(self._calendar(series))
             for d in [d for d in days if d < oldest]:
                 del days[d]
-                self._dirty.add(f"d|{d}|{series}")
+                self._dirty.add(("d", d, series))
                 dropped += 1
             if not days:
                 del self.days[series]
+        for series, live in self.live.items():
+            kept = [seg for seg in live.segments if seg[1] > horizon]
+            if len(kept) < len(live.segments):
+                dropped += len(live.segments) - len(kept)
+                live.segments = kept
+                self._dirty.add(("l", "", series))
         return dropped
 
     def take_changes(self) -> list[tuple[str, Any]]:
         """Changed keys since the last call, with their value (None = deleted)."""
-        out: list[tuple[str, Any]] = []
-        for key in self._dirty:
-            out.append((key, self._value(key)))
+        out = [(state_key(key), self._value(key)) for key in self._dirty]
         self._dirty.clear()
         return out
 
-    def _value(self, key: str) -> Any:
-        kind, _, rest = key.partition("|")
+    def _value(self, key: StateKey) -> Any:
+        kind, when, series = key
         if kind == "m":
             return {"clock": [self.clock.max_ts, self.clock.wall_at_max],
                     "high_water": self.high_water, "stats": self.stats}
         if kind == "t":
-            return self.totals.get(rest)
+            return self.totals.get(series)
         if kind == "l":
-            live = self.live.get(rest)
+            live = self.live.get(series)
             return None if live is None else live.to_dict()
-        when, _, series = rest.partition("|")
         if kind == "s":
             return self.slots.get(series, {}).get(int(when))
         return self.days.get(series, {}).get(when)
 
     def load(self, key: str, value: Any) -> None:
         """Rebuild one key from the changelog (value None = deleted)."""
-        if value is None:
-            return
         kind, _, rest = key.partition("|")
-        if kind == "m":
+        if value is None:
+            self._forget(kind, rest)
+        elif kind == "m":
             self.clock.max_ts, self.clock.wall_at_max = value["clock"]
             self.high_water = value["high_water"]
             self.stats = value["stats"]
@@ -360,3 +404,18 @@ class Aggregator:
                 self.slots.setdefault(series, {})[int(when)] = value
             else:
                 self.days.setdefault(series, {})[when] = value
+
+    def _forget(self, kind: str, rest: str) -> None:
+        if kind == "t":
+            self.totals.pop(rest, None)
+        elif kind == "l":
+            self.live.pop(rest, None)
+        elif kind in ("s", "d"):
+            when, _, series = rest.partition("|")
+            if kind == "s":
+                self.slots.get(series, {}).pop(int(when), None)
+            else:
+                self.days.get(series, {}).pop(when, None)
+
+
+_META: StateKey = ("m", "", "")

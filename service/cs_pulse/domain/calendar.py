@@ -43,18 +43,18 @@ class ShopCalendar:
     def local(self, ts: float) -> datetime:
         return datetime.fromtimestamp(ts, self.zone)
 
+    # Every UTC offset is a multiple of 15 minutes, so local date and hour are constant per
+    # quarter hour and local midnights fall on quarter-hour boundaries: cache by quarter hour.
+
     def local_date(self, ts: float) -> str:
-        # Every UTC offset is a multiple of 15 minutes, so the date is constant per quarter hour.
         return _local_date(self.tz, int(ts // 900))
 
     def local_hour(self, ts: float) -> int:
-        return self.local(ts).hour
+        return _local_hour(self.tz, int(ts // 900))
 
     def next_midnight(self, ts: float) -> float:
         """Epoch seconds of the next local midnight after ``ts`` (DST-safe)."""
-        d = self.local(ts).date()
-        nxt = datetime.fromordinal(d.toordinal() + 1).replace(tzinfo=self.zone)
-        return nxt.timestamp()
+        return _next_midnight(self.tz, int(ts // 900))
 
     def is_peak(self, ts: float) -> bool:
         local = self.local(ts)
@@ -72,6 +72,18 @@ def _zone(name: str) -> ZoneInfo:
 @lru_cache(maxsize=4096)
 def _local_date(tz: str, quarter_hour: int) -> str:
     return datetime.fromtimestamp(quarter_hour * 900, _zone(tz)).strftime("%Y-%m-%d")
+
+
+@lru_cache(maxsize=4096)
+def _local_hour(tz: str, quarter_hour: int) -> int:
+    return datetime.fromtimestamp(quarter_hour * 900, _zone(tz)).hour
+
+
+@lru_cache(maxsize=4096)
+def _next_midnight(tz: str, quarter_hour: int) -> float:
+    zone = _zone(tz)
+    d = datetime.fromtimestamp(quarter_hour * 900, zone).date()
+    return datetime.fromordinal(d.toordinal() + 1).replace(tzinfo=zone).timestamp()
 
 
 @dataclass

@@ -100,7 +100,7 @@ def message_runs(customer_ts: list[float], agent_ts: list[float]
 
 
 class _Emitter:
-    """Collects facts with ids derived from the causing event (replays produce equal ids).
+    """Collects the facts caused by one event (in a deterministic order: replays repeat it).
 
     A KPI fact goes to the conversation's queue series and, unless it describes only the queue,
     to its agent's series too, so both boards are computed from whole groups on one worker;
@@ -121,11 +121,8 @@ class _Emitter:
 
     def to(self, series: str, kind: str, value: float = 1.0, subject: str = "",
            ts: float | None = None) -> None:
-        n = len(self.facts)
         self.facts.append(
-            Fact(f"{self.event.event_id}:{n}", kind, self.event.ts if ts is None else ts,
-                 series, value, subject)
-        )
+            Fact(kind, self.event.ts if ts is None else ts, series, value, subject))
 
 
 def new_conversation(event: Event) -> Conversation:

@@ -67,21 +67,14 @@ class Event:
 class Fact:
     """One observation handed from the conversation stage to the aggregation stage.
 
-    ``fact_id`` is derived from the event that caused it, so a replayed event yields the same id
-    and the aggregation stage can drop it. ``subject`` names the conversation for stateful gauges
-    (waiting now, open sessions); it is never exported as a label.
+    Its identity is its origin (the event record that caused it and its index among that
+    event's facts), kept next to it by the engine, so a replayed event's facts can be dropped.
+    ``subject`` names the conversation for stateful gauges (waiting now, open sessions); it is
+    never exported as a label.
     """
 
-    fact_id: str
     kind: str
     ts: float
     series: str
     value: float = 1.0
     subject: str = ""
-
-    def to_wire(self) -> list[Any]:
-        return [self.fact_id, self.kind, self.ts, self.series, self.value, self.subject]
-
-    @staticmethod
-    def from_wire(v: list[Any]) -> Fact:
-        return Fact(v[0], v[1], float(v[2]), v[3], float(v[4]), v[5])

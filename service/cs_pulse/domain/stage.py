@@ -1,8 +1,7 @@
 """Conversation stage: per-partition state of conversations (and other entities) -> facts.
 
 Idempotent by ``event_id``: each conversation (or agent/customer entity) remembers the ids it
-has applied. Facts are stamped with their origin (partition, offset, index) so the aggregation
-stage can drop facts re-sent after a crash.
+has applied. (Facts re-sent after a crash are dropped by the aggregation stage by their origin.)
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from .conversation import Conversation, apply_event, expired
 from .model import Event, Fact, series_key
 
 MAX_ENTITY_IDS = 500
-Origin = tuple[int, int, int]
 
 
 @dataclass
@@ -25,9 +23,8 @@ class ConversationStage:
     max_ts: float = 0.0
     _dirty: set[str] = field(default_factory=set)
 
-    def process(self, event: Event, partition: int = 0, offset: int = 0
-                ) -> tuple[list[tuple[Fact, Origin]], bool]:
-        """Apply one event; returns (facts with origins, duplicate?)."""
+    def process(self, event: Event) -> tuple[list[Fact], bool]:
+        """Apply one event; returns (facts, duplicate?)."""
         self.max_ts = max(self.max_ts, event.ts)
         if event.conversation_id:
             conv = self.conversations.get(event.conversation_id)
@@ -37,7 +34,7 @@ class ConversationStage:
                 self._dirty.add(f"c|{conv.cid}")
         else:
             facts, dup = self._entity_event(event)
-        return [(f, (partition, offset, i)) for i, f in enumerate(facts)], dup
+        return facts, dup
 
     def _entity_event(self, event: Event) -> tuple[list[Fact], bool]:
         key = f"{event.shop_id}:{event.agent_id or event.customer_id}"
@@ -48,22 +45,20 @@ class ConversationStage:
         if len(seen) > MAX_ENTITY_IDS:
             del seen[: len(seen) - MAX_ENTITY_IDS]
         self._dirty.add(f"e|{key}")
-        fid = f"{event.event_id}:0"
         if event.type == "agent.status":
             series = series_key(event.shop_id, "", "", event.team, event.agent_id)
             status = event.attrs["status"]
             maxc = float(event.attrs.get("max_concurrency", 0))
             roster = maxc if status in ONLINE_STATUSES else -1.0  # -1: not available
             return [
-                Fact(fid, "presence", event.ts, series, maxc, status),
-                Fact(f"{event.event_id}:1", "roster", event.ts, series_key(event.shop_id),
-                     roster, event.agent_id),
+                Fact("presence", event.ts, series, maxc, status),
+                Fact("roster", event.ts, series_key(event.shop_id), roster, event.agent_id),
             ], False
         if event.type == "agent.heartbeat":
             series = series_key(event.shop_id, "", "", event.team, event.agent_id)
-            return [Fact(fid, "presence", event.ts, series, 0.0, "heartbeat")], False
+            return [Fact("presence", event.ts, series, 0.0, "heartbeat")], False
         if event.type == "order.paid":
-            return [Fact(fid, "orders_unattributed", event.ts, series_key(event.shop_id))], False
+            return [Fact("orders_unattributed", event.ts, series_key(event.shop_id))], False
         return [], False   # order.refunded and the like: accepted, no KPI depends on them
 
     def expire(self) -> int:
@@ -86,12 +81,15 @@ class ConversationStage:
         return out
 
     def load(self, key: str, value: Any) -> None:
-        if value is None:
-            return
+        """Rebuild one key from the changelog (value None = deleted)."""
         kind, _, name = key.partition("|")
-        if kind == "c":
+        if kind == "c" and value is None:
+            self.conversations.pop(name, None)
+        elif kind == "c":
             conv = Conversation.from_dict(value)
             self.conversations[name] = conv
             self.max_ts = max(self.max_ts, conv.last_ts)
+        elif value is None:
+            self.entities.pop(name, None)
         else:
             self.entities[name] = value
