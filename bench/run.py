@@ -2,6 +2,7 @@
 
 Measures, in one run on one machine:
   * raw aiokafka consume + orjson decode of the events topic (the ceiling),
+  * a Faust agent that only counts the same records (Faust's own per-record floor),
   * full pipeline throughput of 1 and 2 worker processes (decode, validate, conversation
     stage, repartition through Kafka, windows, changelog writes), and the ratio to the raw loop,
   * end-to-end latency: event produced -> visible on the worker's /metrics,
@@ -76,6 +77,17 @@ async def raw_consume(bootstrap: str, topic: str, n: int) -> float:
         return n / (time.perf_counter() - start)
     finally:
         await consumer.stop()
+
+
+def faust_floor(bootstrap: str, topic: str, n: int, tmp: Path) -> float:
+    """Events/s of a Faust agent that does nothing but count (``bench.faust_floor``)."""
+    out = tmp / "floor.txt"
+    env = dict(os.environ, CS_PULSE_BROKER=bootstrap,
+               CS_PULSE_APP_ID=f"floor-{uuid.uuid4().hex[:6]}", CS_PULSE_EVENTS_TOPIC=topic,
+               CS_PULSE_DATA_DIR=str(tmp / "floor"), FLOOR_EVENTS=str(n), FLOOR_OUT=str(out))
+    subprocess.run([sys.executable, "-m", "bench.faust_floor"], env=env, timeout=600,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return float(out.read_text())
 
 
 def scrape(port: int) -> str:
@@ -250,6 +262,7 @@ def main() -> None:
         asyncio.run(create_topic(kafka.bootstrap, topic))
         asyncio.run(produce(kafka.bootstrap, topic, events))
         raw = asyncio.run(raw_consume(kafka.bootstrap, topic, n))
+        floor = faust_floor(kafka.bootstrap, topic, n, tmp)
         one = pipeline_rate(kafka.bootstrap, topic, n, 1, tmp)
         two = pipeline_rate(kafka.bootstrap, topic, n, 2, tmp)
         p50, p99 = latency(kafka.bootstrap, tmp, args.probes)
@@ -258,7 +271,9 @@ def main() -> None:
     print(f"\n{n} simulated events, {PARTITIONS} partitions, {os.cpu_count()} CPUs\n")
     print("| measure | value |\n|---|---|")
     print(f"| raw aiokafka consume + orjson decode | {raw:,.0f} events/s |")
-    print(f"| full pipeline, 1 worker process | {one:,.0f} events/s ({one / raw:.2f} x raw) |")
+    print(f"| Faust agent that only counts | {floor:,.0f} events/s ({floor / raw:.3f} x raw) |")
+    print(f"| full pipeline, 1 worker process | {one:,.0f} events/s ({one / raw:.3f} x raw, "
+          f"{one / floor:.2f} x Faust floor) |")
     print(f"| full pipeline, 2 worker processes | {two:,.0f} events/s ({two / one:.2f} x 1 "
           "worker) |")
     print(f"| end-to-end latency produced -> /metrics, p50 / p99 | {p50 * 1000:.0f} ms / "
