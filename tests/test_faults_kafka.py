@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from cs_pulse.app import FLUSH_SECONDS
 from cs_pulse.devkafka import KafkaBroker
-from harness import Topology, WorkerProcess, recompute
+from harness import Topology, WorkerProcess, recompute, value
 from test_workers_kafka import FAST_REBALANCE, produce_simulation, start_pair, wait_for_match
 
 pytestmark = pytest.mark.kafka
@@ -32,6 +33,28 @@ def test_sigkill_mid_stream_and_restart(kafka: KafkaBroker, tmp_path: Path) -> N
                            end=time.time())
         restarted = WorkerProcess(topo, tmp_path, "w2", **FAST_REBALANCE).start()
         wait_for_match([restarted], recompute(kafka.bootstrap, topo), timeout=120)
+    finally:
+        worker.stop()
+        if restarted is not None:
+            restarted.stop()
+
+
+def test_restart_recovers_the_flushed_state_instead_of_reprocessing(kafka: KafkaBroker,
+                                                                    tmp_path: Path) -> None:
+    """State is flushed once a second: a worker killed after that restarts from the changelog
+    and processes nothing again (were nothing flushed, it would re-read the whole topic)."""
+    topo = Topology(kafka.bootstrap, partitions=4)
+    worker = WorkerProcess(topo, tmp_path, "w", **FAST_REBALANCE).start()
+    restarted: WorkerProcess | None = None
+    try:
+        n = produce_simulation(kafka.bootstrap, topo.events_topic, seed=31, minutes=10,
+                               end=time.time())
+        worker.wait_until(lambda s: value(s, "cs_events_processed_total") == n, timeout=60)
+        time.sleep(3 * FLUSH_SECONDS)
+        worker.kill(signal.SIGKILL)
+        restarted = WorkerProcess(topo, tmp_path, "w2", **FAST_REBALANCE).start()
+        wait_for_match([restarted], recompute(kafka.bootstrap, topo), timeout=120)
+        assert value(restarted.scrape(), "cs_events_processed_total") == 0
     finally:
         worker.stop()
         if restarted is not None:

@@ -137,6 +137,8 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
         """Persist the state changed since the last flush, cursors last. Records processed
         but not yet flushed when a worker dies are re-read from the persisted cursor."""
         async with flush_lock:
+            if not app.flow_control.is_active():   # rebalancing: partitions change hands
+                return
             async with events_lock, facts_lock:   # a consistent cut of both stages
                 stage_rows, aggregate_rows = engine.take_changes()
             await asyncio.gather(persist(conversations, stage_rows),
@@ -161,6 +163,14 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
         assigned = app.consumer.assignment()
         engine.retain({tp.partition for tp in assigned if tp.topic == settings.events_topic},
                       {tp.partition for tp in assigned if tp.topic == facts.get_topic_name()})
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def _revoked(app: faust.App, revoked: set[TP], **kwargs: Any) -> None:
+        """Let a flush under way finish before this worker rejoins the group (flushes are off
+        until the rebalance is over): the next owner of a partition recovers only after every
+        member has rejoined, so it never misses rows still in flight."""
+        async with flush_lock:
+            pass
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _assigned(app: faust.App, assigned: set[TP], **kwargs: Any) -> None:
