@@ -24,6 +24,7 @@ import time
 import tracemalloc
 import urllib.request
 import uuid
+import zlib
 from pathlib import Path
 
 import orjson
@@ -32,7 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from cs_pulse.devkafka import KafkaBroker, free_port
 from cs_pulse.engine import Engine, as_fact_records
-from cs_pulse.produce import EventProducer
+from cs_pulse.produce import EventProducer, event_key
 from cs_pulse.settings import Settings
 from cs_pulse.simulate import SimConfig, generate
 
@@ -233,6 +234,28 @@ def latency(bootstrap: str, tmp: Path, probes: int = 100) -> tuple[float, float]
     return qs[49], qs[98]
 
 
+def engine_rate(events: list[dict[str, object]], batch: int = 2000) -> float:
+    """Events/s of the pure engine in-process (both stages, state taken for flushing every
+    ten batches): the ceiling of a worker without Kafka or Faust."""
+    offsets = [0] * PARTITIONS
+    records = []
+    for e in events:
+        key = event_key(e)
+        p = zlib.crc32(key) % PARTITIONS   # any stable spread will do here
+        records.append((p, offsets[p], key, orjson.dumps(e)))
+        offsets[p] += 1
+    engine = Engine(Settings(partitions=PARTITIONS))
+    fact_offsets: dict[int, int] = {}
+    start = time.perf_counter()
+    for i in range(0, len(records), batch):
+        out = engine.on_events(records[i:i + batch])
+        engine.on_facts(as_fact_records(out.facts, fact_offsets))
+        if (i // batch) % 10 == 9:
+            engine.take_changes()
+    engine.take_changes()
+    return len(records) / (time.perf_counter() - start)
+
+
 def memory_per_open_conversation(n: int) -> float:
     """Bytes of engine state (conversation stage + windows) per open conversation."""
     now = time.time() * 1000
@@ -277,12 +300,14 @@ def main() -> None:
         one = pipeline_rate(kafka.bootstrap, topic, n, 1, tmp)
         two = pipeline_rate(kafka.bootstrap, topic, n, 2, tmp)
         p50, p99 = latency(kafka.bootstrap, tmp, args.probes)
+    pure = engine_rate(events)
     mem10k = memory_per_open_conversation(10_000)
     mem100k = memory_per_open_conversation(100_000)
     print(f"\n{n} simulated events, {PARTITIONS} partitions, {os.cpu_count()} CPUs\n")
     print("| measure | value |\n|---|---|")
     print(f"| raw aiokafka consume + orjson decode | {raw:,.0f} events/s |")
     print(f"| Faust agent that only counts | {floor:,.0f} events/s ({floor / raw:.3f} x raw) |")
+    print(f"| pure engine in-process, no Kafka | {pure:,.0f} events/s |")
     print(f"| full pipeline, 1 worker process | {one:,.0f} events/s ({one / raw:.3f} x raw, "
           f"{one / floor:.2f} x Faust floor) |")
     print(f"| full pipeline, 2 worker processes | {two:,.0f} events/s ({two / one:.2f} x 1 "
