@@ -29,7 +29,7 @@ def series_shop(key: str) -> str:
     return key.split("|", 1)[0]
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Event:
     """A validated chat-platform event (see ``schemas/``)."""
 
@@ -63,7 +63,7 @@ class Event:
         )
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)   # not frozen: a frozen __init__ costs a setattr call per field
 class Fact:
     """One observation handed from the conversation stage to the aggregation stage.
 
