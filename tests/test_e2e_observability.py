@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from cs_pulse.devkafka import KafkaBroker
-from cs_pulse.produce import EventProducer
-from cs_pulse.simulate import SimConfig, paced
+from cs_pulse.produce import EventProducer, paced
+from cs_pulse.simulate import SimConfig, generate
 from harness import Topology, WorkerProcess
 from promstack import REPO, Alertmanager, Prometheus, WebhookSink
 
@@ -100,7 +100,8 @@ async def feed_simulation(bootstrap: str, topic: str) -> int:
     cfg = SimConfig(seed=11, start=now - 2400, duration=2400, shops=2, agents_per_shop=24,
                     tz="UTC")
     async with EventProducer(bootstrap, topic) as p:
-        n = await p.send_stream(paced(cfg, speed=60, max_rate=5000, wall_limit=60))
+        n = await p.send_stream(paced(generate(cfg), speed=60, origin=cfg.start, max_rate=5000,
+                                         wall_limit=60))
         futs = [await p.send_raw(b"{broken", b"x"), await p.send_raw(b"[]", b"x")]
         base = {"schema_version": 1, "shop_id": "shop-1", "conversation_id": "ooo-1",
                 "channel": "chat", "queue": "presale"}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -61,3 +63,29 @@ async def produce(bootstrap: str, events: Iterable[dict[str, Any]],
                   topic: str = "cs.events") -> int:
     async with EventProducer(bootstrap, topic) as p:
         return await p.send_all(events)
+
+
+async def paced(events: Iterable[dict[str, Any]], speed: float, origin: float | None = None,
+                max_rate: float = math.inf, wall_limit: float = math.inf
+                ) -> AsyncIterator[dict[str, Any]]:
+    """Yield events spaced by their event time divided by ``speed`` (``speed`` <= 0: no
+    spacing), counted from ``origin`` (epoch seconds; default the first event's time), at most
+    ``max_rate`` per wall second and for at most ``wall_limit`` wall seconds."""
+    t0 = time.monotonic()
+    sent_in_second, second = 0, int(t0)
+    for e in events:
+        now = time.monotonic()
+        if now - t0 > wall_limit:
+            return
+        if speed > 0:
+            origin = e["ts"] / 1000.0 if origin is None else origin
+            due = t0 + (e["ts"] / 1000.0 - origin) / speed
+            if due > now:
+                await asyncio.sleep(due - now)
+        if int(time.monotonic()) != second:
+            second, sent_in_second = int(time.monotonic()), 0
+        sent_in_second += 1
+        if sent_in_second > max_rate:
+            await asyncio.sleep(1.0 - (time.monotonic() % 1.0))
+            second, sent_in_second = int(time.monotonic()), 1
+        yield e

@@ -15,18 +15,17 @@ event lands at the start of the replay, which puts the history inside the live w
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from cs_pulse.produce import EventProducer
+from cs_pulse.produce import EventProducer, paced
 from cs_pulse.settings import Settings
 
 log = logging.getLogger("cs_pulse.replay")
@@ -182,23 +181,11 @@ def load(path: Path, fmt: str | None = None, keep_time: bool = False,
     return events
 
 
-async def paced_by_event_time(events: Iterable[Event], speedup: float) -> AsyncIterator[Event]:
-    """The events in order; with ``speedup`` > 0, spaced by event time divided by it."""
-    first: float | None = None
-    start = time.monotonic()
-    for e in events:
-        if speedup > 0:
-            first = e["ts"] if first is None else first
-            delay = (e["ts"] - first) / 1000.0 / speedup - (time.monotonic() - start)
-            if delay > 0:
-                await asyncio.sleep(delay)
-        yield e
-
-
 async def publish(events: Iterable[Event], producer: EventProducer, speedup: float = 0.0
                   ) -> int:
-    """Send in event-time order (see ``paced_by_event_time``); returns how many were sent."""
-    return await producer.send_stream(paced_by_event_time(events, speedup))
+    """Send in order, spaced by event time / ``speedup`` (0: as fast as possible); returns how
+    many were sent."""
+    return await producer.send_stream(paced(events, speedup))
 
 
 async def run_replay(args: argparse.Namespace) -> int:

@@ -12,7 +12,6 @@ to Kafka at a chosen time compression and a hard events-per-second cap, and stop
 from __future__ import annotations
 
 import argparse
-import asyncio
 import heapq
 import itertools
 import math
@@ -329,32 +328,8 @@ def generate(cfg: SimConfig) -> Iterator[dict[str, Any]]:
             yield item
 
 
-async def paced(cfg: SimConfig, speed: float, max_rate: float, wall_limit: float,
-                sim_origin: float | None = None) -> Any:
-    """Yield simulated events at ``speed`` x real time, at most ``max_rate``/s, for at most
-    ``wall_limit`` wall seconds. ``speed`` <= 0 means as fast as the rate cap allows."""
-    t0 = time.monotonic()
-    origin = cfg.start if sim_origin is None else sim_origin
-    sent_in_second, second = 0, int(t0)
-    for e in generate(cfg):
-        now = time.monotonic()
-        if now - t0 > wall_limit:
-            return
-        if speed > 0:
-            due = t0 + (e["ts"] / 1000.0 - origin) / speed
-            if due > now:
-                await asyncio.sleep(due - now)
-        if int(time.monotonic()) != second:
-            second, sent_in_second = int(time.monotonic()), 0
-        sent_in_second += 1
-        if sent_in_second > max_rate:
-            await asyncio.sleep(1.0 - (time.monotonic() % 1.0))
-            second, sent_in_second = int(time.monotonic()), 1
-        yield e
-
-
 async def run_simulation(args: argparse.Namespace) -> int:
-    from cs_pulse.produce import EventProducer
+    from cs_pulse.produce import EventProducer, paced
     from cs_pulse.settings import Settings
     from cs_pulse.topics import ensure_topics
 
@@ -366,6 +341,7 @@ async def run_simulation(args: argparse.Namespace) -> int:
     cfg = SimConfig(seed=args.seed, start=start, duration=args.duration * max(args.speed, 1.0),
                     shops=args.shops, agents_per_shop=args.agents)
     async with EventProducer(settings.bootstrap, settings.events_topic) as producer:
-        n = await producer.send_stream(paced(cfg, args.speed, args.rate, args.duration))
+        n = await producer.send_stream(paced(generate(cfg), args.speed, origin=cfg.start,
+                                             max_rate=args.rate, wall_limit=args.duration))
     print(f"simulated {n} events")
     return 0
