@@ -3,14 +3,16 @@ recomputation from the raw topic (nothing lost, duplicates removed by event_id).
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from cs_pulse.app import FLUSH_SECONDS
+from cs_pulse.app import EXIT_UNFLUSHED, FLUSH_SECONDS
 from cs_pulse.devkafka import KafkaBroker
 from harness import Topology, WorkerProcess, recompute, value
 from test_workers_kafka import FAST_REBALANCE, produce_simulation, start_pair, wait_for_match
@@ -59,6 +61,32 @@ def test_restart_recovers_the_flushed_state_instead_of_reprocessing(kafka: Kafka
         worker.stop()
         if restarted is not None:
             restarted.stop()
+
+
+def test_undeliverable_facts_stop_the_worker_instead_of_losing_them(kafka: KafkaBroker,
+                                                                    tmp_path: Path) -> None:
+    """Facts the broker will not take (here: a facts topic made with too few partitions) must
+    not be skipped: the worker exits with EX_TEMPFAIL before flushing a cursor past them."""
+    topo = Topology(kafka.bootstrap, partitions=4)
+    asyncio.run(create_topic(kafka.bootstrap, f"{topo.name}.facts", partitions=1))
+    worker = WorkerProcess(topo, tmp_path, "w").start()
+    try:
+        produce_simulation(kafka.bootstrap, topo.events_topic, seed=41, minutes=5,
+                           end=time.time())
+        assert worker.proc is not None
+        assert worker.proc.wait(60) == EXIT_UNFLUSHED
+        assert "facts or dead letters not delivered" in worker.log_tail()
+    finally:
+        worker.stop()
+
+
+async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()
 
 
 def test_sigstop_past_the_session_timeout_then_sigcont(kafka: KafkaBroker,

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
 from aiohttp import web
@@ -30,6 +31,7 @@ log = logging.getLogger("cs_pulse")
 SWEEP_SECONDS = 10.0
 WATCHDOG_SECONDS = 5.0
 FLUSH_SECONDS = 1.0
+EXIT_UNFLUSHED = 75   # EX_TEMPFAIL: restart me
 
 
 def build_app(settings: Settings | None = None, engine: Engine | None = None) -> faust.App:
@@ -117,13 +119,16 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
     async def handle_events(records: Iterable[Record], catching_up: bool = False) -> None:
         async with events_lock:
             out = engine.on_events(records)
-            pending = [await app.producer.send(facts.get_topic_name(), None, v, p, None, None)
-                       for p, v in out.facts]
-            pending += [await app.producer.send(settings.dlq_topic, k, v, None, None, h)
-                        for k, v, h in out.dlq]
-            # Delivered before the lock is released: a flush (which takes the lock) never
-            # persists a cursor past events whose facts could still be lost.
-            await asyncio.gather(*pending)
+            try:
+                pending = [await app.producer.send(facts.get_topic_name(), None, v, p, None,
+                                                   None) for p, v in out.facts]
+                pending += [await app.producer.send(settings.dlq_topic, k, v, None, None, h)
+                            for k, v, h in out.dlq]
+                # Delivered before the lock is released: a flush (which takes the lock) never
+                # persists a cursor past events whose facts could still be lost.
+                await asyncio.gather(*pending)
+            except Exception as exc:
+                exit_unflushed("facts or dead letters not delivered", exc)
         if not catching_up:
             await catch_up(settings.events_topic, EVENTS, out.rewinds)
 
@@ -141,8 +146,11 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
                 return
             async with events_lock, facts_lock:   # a consistent cut of both stages
                 stage_rows, aggregate_rows = engine.take_changes()
-            await asyncio.gather(persist(conversations, stage_rows),
-                                 persist(aggregates, aggregate_rows))
+            try:
+                await asyncio.gather(persist(conversations, stage_rows),
+                                     persist(aggregates, aggregate_rows))
+            except Exception as exc:
+                exit_unflushed("changelog not written", exc)
 
     async def catch_up(topic: str, source: str, gaps: dict[int, int]) -> None:
         handle = handle_events if source == EVENTS else handle_facts
@@ -254,6 +262,15 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
 
     app.cs_engine = engine  # type: ignore[attr-defined]
     return app
+
+
+def exit_unflushed(what: str, exc: BaseException) -> NoReturn:
+    """The engine has moved past records whose output did not reach the broker: exit at once,
+    without flushing, so that the restarted worker redoes them from its last flush. (Carrying
+    on would persist a cursor past lost output; Faust would restart the agent and carry on.)"""
+    log.critical("%s (%r): exiting; a restart resumes from the last flush", what, exc)
+    logging.shutdown()
+    os._exit(EXIT_UNFLUSHED)
 
 
 def quiet_debug_logging() -> None:
