@@ -28,11 +28,13 @@ import zlib
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from prometheus_client import generate_latest
 
 from cs_pulse.devkafka import KafkaBroker, free_port
 from cs_pulse.engine import Engine, as_fact_records
+from cs_pulse.exporter import engine_registry
 from cs_pulse.produce import EventProducer, event_key
 from cs_pulse.settings import Settings
 from cs_pulse.simulate import SimConfig, generate
@@ -120,18 +122,15 @@ class Worker:
         self.proc = subprocess.Popen([sys.executable, "-m", "cs_pulse.cli", "worker"],
                                      env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
-    def processed(self) -> float:
+    def metric(self, name: str) -> float:
+        """Sum of a metric on this worker's /metrics (0 while it is not serving)."""
         try:
-            text = scrape(self.port)
+            return metric_sum(scrape(self.port), name)
         except OSError:
             return 0.0
-        return metric_sum(text, "cs_events_processed_total")
 
-    def owned(self) -> float:
-        try:
-            return metric_sum(scrape(self.port), "cs_owned_event_partitions")
-        except OSError:
-            return 0.0
+    def processed(self) -> float:
+        return self.metric("cs_events_processed_total")
 
     def lag(self) -> float:
         try:
@@ -145,48 +144,33 @@ class Worker:
         self.log.close()
 
 
-async def group_progress(bootstrap: str, group: str, topics: list[str]) -> tuple[int, int]:
-    """(committed, end) offsets summed over ``topics`` for a consumer group: progress read
-    from the broker, so polling does not take CPU from the worker being measured."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await admin.start()
-    await consumer.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-        tps = [TopicPartition(t, p) for t in topics for p in range(PARTITIONS)]
-        ends = await consumer.end_offsets(tps)
-        done = sum(committed[tp].offset for tp in tps if tp in committed)
-        return done, sum(ends.values())
-    finally:
-        await consumer.stop()
-        await admin.close()
-
-
-def pipeline_rate(bootstrap: str, topic: str, n: int, workers: int, tmp: Path,
-                  timeout: float = 900) -> float:
-    """Events/s through both stages: from the first committed offset seen once every worker
-    owns partitions (so group joins are not timed) until all ``n`` events are committed and no
-    worker has fact (or event) lag left. Progress comes from the broker and one scrape a
-    second, so polling takes little CPU from the workers measured."""
+def pipeline_rate(bootstrap: str, events: list[dict[str, object]], workers: int, tmp: Path,
+                  expected_conversations: float, timeout: float = 900) -> float:
+    """Events/s through both stages. The workers start on an empty topic; once they own all
+    its partitions the events are produced, and the clock runs until every worker's
+    stage 2 has folded them all in (the exported conversation count equals an in-process
+    recomputation) and no worker has event or fact lag left. Group joins are not timed; the
+    producer, running alongside, is."""
+    topic = f"pipe-{uuid.uuid4().hex[:6]}"
+    asyncio.run(create_topic(bootstrap, topic))
     app_id = f"bench-{uuid.uuid4().hex[:6]}"
     procs = [Worker(bootstrap, app_id, topic, tmp) for _ in range(workers)]
     try:
         deadline = time.monotonic() + timeout
-        first: float | None = None
-        first_done = done = 0
         while time.monotonic() < deadline:
-            try:
-                done, _ = asyncio.run(group_progress(bootstrap, app_id, [topic]))
-            except Exception:   # group not there yet
-                done = 0
-            if first is None and all(w.owned() for w in procs):
-                first, first_done = time.perf_counter(), done
-            if done >= n and all(w.lag() == 0 for w in procs):
-                assert first is not None
-                return (n - first_done) / max(1e-9, time.perf_counter() - first)
-            time.sleep(1.0)
-        raise TimeoutError(f"{workers} worker(s): {done}/{n} events after {timeout}s")
+            owned = [w.metric("cs_owned_event_partitions") for w in procs]
+            if all(owned) and sum(owned) == PARTITIONS:
+                break
+            time.sleep(0.5)
+        start = time.perf_counter()
+        asyncio.run(produce(bootstrap, topic, events))
+        while time.monotonic() < deadline:
+            conversations = sum(w.metric("cs_conversations_total") for w in procs)
+            if conversations >= expected_conversations and all(w.lag() == 0 for w in procs):
+                return len(events) / (time.perf_counter() - start)
+            time.sleep(0.5)
+        raise TimeoutError(f"{workers} worker(s): {conversations} of {expected_conversations} "
+                           f"conversations after {timeout}s")
     finally:
         for w in procs:
             w.stop()
@@ -234,9 +218,10 @@ def latency(bootstrap: str, tmp: Path, probes: int = 100) -> tuple[float, float]
     return qs[49], qs[98]
 
 
-def engine_rate(events: list[dict[str, object]], batch: int = 2000) -> float:
+def engine_rate(events: list[dict[str, object]], batch: int = 2000) -> tuple[float, Engine]:
     """Events/s of the pure engine in-process (both stages, state taken for flushing every
-    ten batches): the ceiling of a worker without Kafka or Faust."""
+    ten batches): the ceiling of a worker without Kafka or Faust. Also returns the engine, a
+    recomputation to check the workers against."""
     offsets = [0] * PARTITIONS
     records = []
     for e in events:
@@ -253,7 +238,12 @@ def engine_rate(events: list[dict[str, object]], batch: int = 2000) -> float:
         if (i // batch) % 10 == 9:
             engine.take_changes()
     engine.take_changes()
-    return len(records) / (time.perf_counter() - start)
+    return len(records) / (time.perf_counter() - start), engine
+
+
+def conversations_counted(engine: Engine) -> float:
+    text = generate_latest(engine_registry(engine, Settings())).decode()
+    return metric_sum(text, "cs_conversations_total")
 
 
 def memory_per_open_conversation(n: int) -> float:
@@ -290,6 +280,9 @@ def main() -> None:
     args = parser.parse_args()
     n = args.events
     events = simulated(n)
+    pure, recomputed = engine_rate(events)
+    expected = conversations_counted(recomputed)
+    del recomputed
     with tempfile.TemporaryDirectory() as tmpdir, KafkaBroker() as kafka:
         tmp = Path(tmpdir)
         topic = f"bench-{uuid.uuid4().hex[:6]}"
@@ -297,10 +290,9 @@ def main() -> None:
         asyncio.run(produce(kafka.bootstrap, topic, events))
         raw = asyncio.run(raw_consume(kafka.bootstrap, topic, n))
         floor = faust_floor(kafka.bootstrap, topic, n, tmp)
-        one = pipeline_rate(kafka.bootstrap, topic, n, 1, tmp)
-        two = pipeline_rate(kafka.bootstrap, topic, n, 2, tmp)
+        one = pipeline_rate(kafka.bootstrap, events, 1, tmp, expected)
+        two = pipeline_rate(kafka.bootstrap, events, 2, tmp, expected)
         p50, p99 = latency(kafka.bootstrap, tmp, args.probes)
-    pure = engine_rate(events)
     mem10k = memory_per_open_conversation(10_000)
     mem100k = memory_per_open_conversation(100_000)
     print(f"\n{n} simulated events, {PARTITIONS} partitions, {os.cpu_count()} CPUs\n")

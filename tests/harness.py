@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cs_pulse.devkafka import free_port
 from cs_pulse.engine import Engine, as_fact_records
-from cs_pulse.exporter import KpiCollector
+from cs_pulse.exporter import engine_registry
 from cs_pulse.settings import Settings
 
 Samples = list[tuple[str, dict[str, str], float]]
@@ -185,7 +185,4 @@ def recompute(bootstrap: str, topology: Topology) -> dict[
 
 def exported(engine: Engine) -> Samples:
     """What a worker holding this engine would serve on /metrics."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(KpiCollector(lambda: list(engine.aggregators.values()), engine.pipeline,
-                                   Settings()))
-    return parse(generate_latest(registry).decode())
+    return parse(generate_latest(engine_registry(engine, Settings())).decode())

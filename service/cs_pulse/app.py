@@ -20,11 +20,11 @@ import faust
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP, TableT
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from cs_pulse.engine import EVENTS, FACTS, Change, Engine, Record
-from cs_pulse.exporter import KpiCollector
+from cs_pulse.exporter import engine_registry
 from cs_pulse.settings import Settings
 
 log = logging.getLogger("cs_pulse")
@@ -236,10 +236,8 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
                     for tp in assigned if tp.topic == name}
             await catch_up(name, source, engine.stalled(source, read))
 
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(KpiCollector(
-        lambda: list(engine.aggregators.values()), engine.pipeline, settings,
-        extra=lambda: consumer_gauges(app, (settings.events_topic, facts.get_topic_name()))))
+    registry = engine_registry(engine, settings, extra=lambda: consumer_gauges(
+        app, (settings.events_topic, facts.get_topic_name())))
 
     async def metrics(_: web.Request) -> web.Response:
         body = generate_latest(registry)

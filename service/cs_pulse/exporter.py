@@ -18,13 +18,14 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from cs_pulse.domain.aggregate import HOURLY_KINDS, Aggregator
 from cs_pulse.domain.catalogue import HISTOGRAMS
 from cs_pulse.domain.kpis import hist_counts, hist_stats, kpis
 from cs_pulse.domain.model import series_labels
 from cs_pulse.domain.staffing import recommend
+from cs_pulse.engine import Engine
 from cs_pulse.pipeline import LAG_BUCKETS, PipelineStats
 from cs_pulse.settings import Settings
 
@@ -334,3 +335,12 @@ class KpiCollector(Collector):
                        []).add_metric([], max(0.0, wall - p.last_event_wall))
         for name, value in self.extra().items():
             fams.gauge(name, name.replace("_", " "), []).add_metric([], float(value))
+
+
+def engine_registry(engine: Engine, settings: Settings,
+                    extra: Callable[[], dict[str, Any]] | None = None) -> CollectorRegistry:
+    """A registry serving what a worker holding ``engine`` exports (its owned partitions)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(KpiCollector(lambda: list(engine.aggregators.values()), engine.pipeline,
+                                   settings, extra=extra))
+    return registry
