@@ -185,6 +185,7 @@ def pipeline_rate(bootstrap: str, records: dict[int, list[tuple[bytes, bytes]]],
     asyncio.run(create_topic(bootstrap, topic))
     app_id = f"bench-{uuid.uuid4().hex[:6]}"
     procs = [Worker(bootstrap, app_id, topic, tmp) for _ in range(workers)]
+    conversations = 0.0
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
