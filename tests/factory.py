@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any
 
 from cs_pulse.domain.model import Event
 
 _ids = itertools.count(1)
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z, a fixed origin for hand-computed cases
+
+
+def peak_tz(now: float | None = None) -> str:
+    """A fixed-offset zone where it is now 21:xx, in the simulator's busiest hours (20-22), so
+    simulated traffic ending now is peak traffic at whatever time of day the tests run."""
+    utc_hour = int(((time.time() if now is None else now) % 86400) // 3600)
+    offset = (21 - utc_hour + 12) % 24 - 12          # hours ahead of UTC, -12..11
+    return f"Etc/GMT{-offset:+d}"                    # POSIX sign: Etc/GMT-3 is UTC+3
 
 
 def event_dict(type_: str, t: float, conv: str = "c1", *, shop: str = "s1",

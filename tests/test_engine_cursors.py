@@ -13,7 +13,7 @@ from cs_pulse.engine import EVENTS, FACTS, Engine, as_fact_records
 from cs_pulse.produce import event_key
 from cs_pulse.settings import Settings
 from cs_pulse.simulate import SimConfig, generate
-from factory import event_dict
+from factory import event_dict, peak_tz
 from harness import comparable, exported
 
 NOW_MS = round(time.time() * 1000)
@@ -191,7 +191,7 @@ def test_a_crash_between_flushes_recovers_the_uninterrupted_numbers(crash_after:
     """State lost since the last flush is redone from the cursors; facts re-sent for it are
     dropped by origin; the recovered worker ends with the numbers of one that never crashed."""
     cfg = SimConfig(seed=5, start=time.time() - 3600, duration=3600, shops=2, agents_per_shop=6,
-                    tz="UTC")
+                    tz=peak_tz())
     events = list(generate(cfg))
     partitions = 3
     steady = Engine(Settings(partitions=partitions))

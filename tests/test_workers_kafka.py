@@ -14,6 +14,7 @@ import pytest
 from cs_pulse.devkafka import KafkaBroker
 from cs_pulse.produce import EventProducer
 from cs_pulse.simulate import SimConfig, generate
+from factory import peak_tz
 from harness import Samples, Topology, WorkerProcess, comparable, recompute, value
 
 pytestmark = pytest.mark.kafka
@@ -22,7 +23,7 @@ FAST_REBALANCE = {"CS_PULSE_SESSION_TIMEOUT": "6"}
 
 def produce_simulation(bootstrap: str, topic: str, seed: int, minutes: int, end: float) -> int:
     cfg = SimConfig(seed=seed, start=end - minutes * 60, duration=minutes * 60, shops=2,
-                    agents_per_shop=10, tz="UTC")
+                    agents_per_shop=10, tz=peak_tz(end))
     events = list(generate(cfg))
 
     async def send() -> int:
