@@ -19,6 +19,7 @@ import yaml
 from cs_pulse.devkafka import KafkaBroker
 from cs_pulse.produce import EventProducer, paced
 from cs_pulse.simulate import SimConfig, generate
+from factory import peak_tz
 from harness import Topology, WorkerProcess
 from promstack import REPO, Alertmanager, Prometheus, WebhookSink
 
@@ -98,7 +99,7 @@ async def feed_simulation(bootstrap: str, topic: str) -> int:
     pair, so every panel has something to show."""
     now = time.time()
     cfg = SimConfig(seed=11, start=now - 2400, duration=2400, shops=2, agents_per_shop=24,
-                    tz="UTC")
+                    tz=peak_tz(now))
     async with EventProducer(bootstrap, topic) as p:
         n = await p.send_stream(paced(generate(cfg), speed=60, origin=cfg.start, max_rate=5000,
                                          wall_limit=60))
