@@ -36,7 +36,7 @@ from prometheus_client import generate_latest
 from cs_pulse.devkafka import KafkaBroker, free_port
 from cs_pulse.engine import Engine, as_fact_records
 from cs_pulse.exporter import engine_registry
-from cs_pulse.produce import EventProducer, event_key
+from cs_pulse.produce import EventProducer, event_key, send_batches
 from cs_pulse.settings import Settings
 from cs_pulse.simulate import SimConfig, generate
 
@@ -63,36 +63,29 @@ async def create_topic(bootstrap: str, name: str) -> None:
         await admin.close()
 
 
-def encoded(events: list[dict[str, object]]) -> dict[int, list[tuple[bytes, bytes]]]:
+Rows = dict[int, list[tuple[bytes | None, bytes | None]]]   # (key, value) per partition
+
+
+def encoded(events: list[dict[str, object]]) -> Rows:
     """(key, value) records per partition, keyed and partitioned as ``EventProducer`` does
     (aiokafka's default murmur2 partitioner)."""
     partitioner = DefaultPartitioner()
     partitions = list(range(PARTITIONS))
-    out: dict[int, list[tuple[bytes, bytes]]] = {p: [] for p in partitions}
+    out: Rows = {p: [] for p in partitions}
     for e in events:
         key = event_key(e)
         out[partitioner(key, partitions, partitions)].append((key, orjson.dumps(e)))
     return out
 
 
-async def produce(bootstrap: str, topic: str, records: dict[int, list[tuple[bytes, bytes]]]
-                  ) -> None:
+async def produce(bootstrap: str, topic: str, records: Rows) -> None:
     """Pre-encoded records through aiokafka's batch API: the producer takes as little CPU as
     possible from the workers measured on the same machine."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
                                 max_batch_size=512 * 1024)
     await producer.start()
     try:
-        delivered = []
-        for partition, rows in records.items():
-            batch = producer.create_batch()
-            for key, value in rows:
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    delivered.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None)
-            delivered.append(await producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*delivered)
+        await send_batches(producer, topic, records)
     finally:
         await producer.stop()
 
@@ -174,8 +167,8 @@ class Worker:
         self.log.close()
 
 
-def pipeline_rate(bootstrap: str, records: dict[int, list[tuple[bytes, bytes]]], workers: int,
-                  tmp: Path, expected_conversations: float, timeout: float = 900) -> float:
+def pipeline_rate(bootstrap: str, records: Rows, workers: int, tmp: Path,
+                  expected_conversations: float, timeout: float = 900) -> float:
     """Events/s through both stages. The workers start on an empty topic; once they own all
     its partitions the events are produced, and the clock runs until every worker's
     stage 2 has folded them all in (the exported conversation count equals an in-process

@@ -25,6 +25,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from cs_pulse.engine import EVENTS, FACTS, Change, Engine, Record
 from cs_pulse.exporter import engine_registry
+from cs_pulse.produce import send_batches
 from cs_pulse.settings import Settings
 
 log = logging.getLogger("cs_pulse")
@@ -64,25 +65,14 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
     aggregates = app.Table("aggregates", partitions=n, key_type=bytes, value_type=bytes)
 
     async def persist(table: TableT, changes: Iterable[Change]) -> None:
-        """Write changelog rows and wait until the broker has them. Rows go out as whole
-        record batches per partition, in order, through aiokafka's batch API: a flush writes
-        thousands of rows, and ``send`` costs a future and a log call per row.
-        (``Table.send_changelog`` buffers without a delivery guarantee.)"""
-        producer = app.producer._ensure_producer()  # type: ignore[attr-defined]
-        topic = table.changelog_topic.get_topic_name()
-        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
+        """Write changelog rows and wait until the broker has them, as record batches: a flush
+        writes thousands of rows. (``Table.send_changelog`` buffers without a delivery
+        guarantee.)"""
+        rows: dict[int, list[tuple[bytes | None, bytes | None]]] = {}
         for partition, key, value in changes:
-            by_partition.setdefault(partition, []).append((key, value))
-        delivered = []
-        for partition, rows in by_partition.items():
-            batch = producer.create_batch()
-            for key, value in rows:
-                if batch.append(key=key, value=value, timestamp=None) is None:   # full
-                    delivered.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None)
-            delivered.append(await producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*delivered)
+            rows.setdefault(partition, []).append((key, value))
+        await send_batches(app.producer._ensure_producer(),  # type: ignore[attr-defined]
+                           table.changelog_topic.get_topic_name(), rows)
 
     async def read_from(topic: str, partition: int, offset: int, source: str
                         ) -> AsyncIterator[list[Record]]:
@@ -184,8 +174,8 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
     async def _assigned(app: faust.App, assigned: set[TP], **kwargs: Any) -> None:
         retain_assigned()
 
-    # Recovery replays changelog rows of newly assigned partitions (and this worker's own
-    # writes since its last recovery, which equal what the engine already holds).
+    # Recovery replays changelog rows of newly assigned partitions, and this worker's own
+    # writes since its last recovery (``Engine.load_*`` skips those: the engine is as far).
     @conversations.on_recover
     async def _conversations_recovered() -> None:
         retain_assigned()

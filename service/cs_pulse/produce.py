@@ -65,6 +65,22 @@ async def produce(bootstrap: str, events: Iterable[dict[str, Any]],
         return await p.send_all(events)
 
 
+async def send_batches(producer: AIOKafkaProducer, topic: str,
+                       rows: dict[int, list[tuple[bytes | None, bytes | None]]]) -> None:
+    """Send (key, value) rows to their partitions as whole record batches, in order, and wait
+    until the broker has them all: no future or log call per row, unlike ``send``."""
+    delivered = []
+    for partition, pairs in rows.items():
+        batch = producer.create_batch()
+        for key, value in pairs:
+            if batch.append(key=key, value=value, timestamp=None) is None:   # full
+                delivered.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None)
+        delivered.append(await producer.send_batch(batch, topic, partition=partition))
+    await asyncio.gather(*delivered)
+
+
 async def paced(events: Iterable[dict[str, Any]], speed: float, origin: float | None = None,
                 max_rate: float = math.inf, wall_limit: float = math.inf
                 ) -> AsyncIterator[dict[str, Any]]:
