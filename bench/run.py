@@ -29,10 +29,10 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import generate_latest
 
+from cs_pulse import topics
 from cs_pulse.devkafka import KafkaBroker, free_port
 from cs_pulse.engine import Engine, as_fact_records
 from cs_pulse.exporter import engine_registry
@@ -55,12 +55,7 @@ def simulated(n: int, seed: int = 1) -> list[dict[str, object]]:
 
 
 async def create_topic(bootstrap: str, name: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, PARTITIONS, 1)])
-    finally:
-        await admin.close()
+    await topics.create_topic(bootstrap, name, PARTITIONS)
 
 
 Rows = dict[int, list[tuple[bytes | None, bytes | None]]]   # (key, value) per partition

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from cs_pulse.app import EXIT_UNFLUSHED, FLUSH_SECONDS
 from cs_pulse.devkafka import KafkaBroker
+from cs_pulse.topics import create_topic
 from harness import Topology, WorkerProcess, recompute, value
 from test_workers_kafka import FAST_REBALANCE, produce_simulation, start_pair, wait_for_match
 
@@ -78,15 +78,6 @@ def test_undeliverable_facts_stop_the_worker_instead_of_losing_them(kafka: Kafka
         assert "facts or dead letters not delivered" in worker.log_tail()
     finally:
         worker.stop()
-
-
-async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, partitions, 1)])
-    finally:
-        await admin.close()
 
 
 def test_sigstop_past_the_session_timeout_then_sigcont(kafka: KafkaBroker,

@@ -25,3 +25,13 @@ async def ensure_topics(settings: Settings) -> None:
                 await admin.create_topics(wanted)
     finally:
         await admin.close()
+
+
+async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    """Create one topic (replication 1); fails if it exists."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()
