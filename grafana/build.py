@@ -139,10 +139,11 @@ AGENT = dashboard("cs-agents", "Agent scorecard", [
         f"sum by (agent) (rate(cs_agent_response_seconds_sum{{{SHOP}, agent=~\"$agent\"}}[1h]))"
         f" / sum by (agent) (rate(cs_agent_response_seconds_count{{{SHOP}, "
         f"agent=~\"$agent\"}}[1h]))", "{{agent}}")], unit="s"),
-    panel("Reply rate (runs answered)", [target(
-        f"sum by (agent) (increase(cs_agent_runs_total{{{SHOP}, agent=~\"$agent\", "
-        f"outcome=\"answered\"}}[1h])) / sum by (agent) (increase(cs_agent_runs_total"
-        f"{{{SHOP}, agent=~\"$agent\"}}[1h]))", "{{agent}}")], unit="percentunit"),
+    panel("Reply rate (customer messages answered)", [target(
+        f"sum by (agent) (increase(cs_agent_customer_messages_concluded_total{{{SHOP}, "
+        f"agent=~\"$agent\", outcome=\"answered\"}}[1h])) / sum by (agent) (increase("
+        f"cs_agent_customer_messages_concluded_total{{{SHOP}, agent=~\"$agent\"}}[1h]))",
+        "{{agent}}")], unit="percentunit"),
     panel("Handle time (AHT, 60 min)", [target(
         f"cs_agent_handle_time_window_seconds{{{SHOP}, agent=~\"$agent\", window=\"60m\"}}",
         "{{agent}}")], unit="s"),
@@ -198,7 +199,7 @@ PIPELINE = dashboard("cs-pipeline", "Pipeline health", [
     panel("Duplicates and late data", [
         target("sum(rate(cs_events_duplicate_total[5m]))", "duplicate events"),
         target("sum(rate(cs_facts_late_total[5m]))", "late facts", "B"),
-        target("sum(rate(cs_late_corrections_total[5m]))", "late corrections", "C"),
+        target("sum(rate(cs_events_late_total[5m]))", "late events", "C"),
     ]),
 ], [], "Is the stream healthy: throughput, rejects, lag, workers.")
 

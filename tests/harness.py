@@ -12,13 +12,15 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cs_pulse.devkafka import free_port
-from cs_pulse.engine import Engine, as_fact_records
+from cs_pulse.engine import Engine
 from cs_pulse.exporter import engine_registry
+from cs_pulse.inprocess import InProcess
 from cs_pulse.settings import Settings
 
 Samples = list[tuple[str, dict[str, str], float]]
@@ -56,7 +58,9 @@ class Topology:
             os.environ,
             CS_PULSE_BROKER=self.broker, CS_PULSE_APP_ID=self.name,
             CS_PULSE_EVENTS_TOPIC=self.events_topic, CS_PULSE_DLQ_TOPIC=self.dlq_topic,
-            CS_PULSE_FACTS_TOPIC=f"{self.name}.facts", CS_PULSE_PARTITIONS=str(self.partitions),
+            CS_PULSE_FACTS_TOPIC=f"{self.name}.facts",
+            CS_PULSE_CUSTOMERS_TOPIC=f"{self.name}.customers",
+            CS_PULSE_PARTITIONS=str(self.partitions),
             CS_PULSE_METRICS_HOST="127.0.0.1", CS_PULSE_METRICS_PORT=str(metrics_port),
             CS_PULSE_DATA_DIR=data_dir, CS_PULSE_BATCH_SECONDS="0.02",
         )
@@ -143,46 +147,28 @@ def comparable(samples: Samples) -> dict[tuple[str, tuple[tuple[str, str], ...]]
     return out
 
 
+def assert_same(got: dict[Any, float], want: dict[Any, float], rel: float = 1e-9) -> None:
+    """Equal keys and values, up to float summation order (sums of seconds)."""
+    assert set(got) == set(want), (set(got) ^ set(want))
+    bad = {k: (got[k], want[k]) for k in want
+           if abs(got[k] - want[k]) > rel * max(1.0, abs(want[k]))}
+    assert not bad, bad
+
+
 def recompute(bootstrap: str, topology: Topology) -> dict[
         tuple[str, tuple[tuple[str, str], ...]], float]:
     """Read the whole raw topic and compute the exported KPIs in-process, from scratch."""
     import asyncio
 
-    from aiokafka import AIOKafkaConsumer
+    from cs_pulse.audit.run import read_topic
 
-    async def read() -> list[tuple[int, int, bytes | None, bytes | None]]:
-        consumer = AIOKafkaConsumer(topology.events_topic, bootstrap_servers=bootstrap,
-                                    auto_offset_reset="earliest", group_id=None,
-                                    enable_auto_commit=False)
-        await consumer.start()
-        try:
-            tps = consumer.assignment()
-            end = await consumer.end_offsets(list(tps))
-            records = []
-
-            async def behind() -> bool:
-                return any([await consumer.position(tp) < end[tp] for tp in tps])
-
-            while await behind():
-                batch = await consumer.getmany(timeout_ms=1000)
-                for msgs in batch.values():
-                    records += [(m.partition, m.offset, m.key, m.value) for m in msgs]
-            return records
-        finally:
-            await consumer.stop()
-
-    records = asyncio.run(read())
-    engine = Engine(Settings())
-    by_partition: dict[int, list[tuple[int, int, bytes | None, bytes | None]]] = {}
-    for r in records:
-        by_partition.setdefault(r[0], []).append(r)
-    produced: list[tuple[int, bytes]] = []
-    for p in sorted(by_partition):
-        produced += engine.on_events(sorted(by_partition[p], key=lambda r: r[1])).facts
-    engine.on_facts(as_fact_records(produced))
-    return comparable(exported(engine))
+    records = asyncio.run(read_topic(bootstrap, topology.events_topic))
+    ip = InProcess(Settings())
+    ip.feed(records)
+    ip.release_all()
+    return comparable(ip.samples())
 
 
-def exported(engine: Engine) -> Samples:
+def exported(engine: Engine, now: float | None = None) -> Samples:
     """What a worker holding this engine would serve on /metrics."""
-    return parse(generate_latest(engine_registry(engine, Settings())).decode())
+    return parse(generate_latest(engine_registry(engine, Settings(), now=now)).decode())

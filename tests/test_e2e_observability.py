@@ -58,18 +58,19 @@ def test_committed_dashboards_are_built_from_code() -> None:
             f"{name} is stale: run python grafana/build.py"
 
 
-def breach_conversation(i: int, now: float) -> list[dict[str, Any]]:
-    """shop-b: every customer gets the first reply after 45 s (misses the 30 s target)."""
-    t0 = int((now - 60) * 1000)
+def breach_events(i: int, t0: float) -> list[tuple[float, dict[str, Any]]]:
+    """shop-b: every customer gets the first reply after 45 s (misses the 30 s target).
+    (time to send, event), each sent when it happens, as a chat platform would."""
     base = {"schema_version": 1, "shop_id": "shop-b", "conversation_id": f"b{i}",
             "channel": "chat", "queue": "presale"}
 
-    def e(n: int, type_: str, dt: int, **kw: Any) -> dict[str, Any]:
-        return base | {"event_id": f"b{i}-{n}", "type": type_, "ts": t0 + dt * 1000} | kw
+    def e(n: int, type_: str, dt: float, **kw: Any) -> tuple[float, dict[str, Any]]:
+        return t0 + dt, base | {"event_id": f"b{i}-{n}", "type": type_,
+                                "ts": round((t0 + dt) * 1000)} | kw
 
-    return [e(0, "conversation.started", 0), e(1, "message.sent", 1, sender="customer",
+    return [e(0, "conversation.started", 0), e(1, "message.sent", 0, sender="customer",
                                                 chars=9),
-            e(2, "conversation.assigned", 2, agent_id="b-agent"),
+            e(2, "conversation.assigned", 1, agent_id="b-agent"),
             e(3, "message.sent", 45, sender="agent", agent_id="b-agent", chars=30),
             e(4, "conversation.closed", 50, closed_by="agent", resolved=True)]
 
@@ -86,9 +87,15 @@ class BreachTraffic(threading.Thread):
         async def loop() -> None:
             async with EventProducer(self.bootstrap, self.topic) as p:
                 deadline = time.monotonic() + self.limit
+                due: list[tuple[float, dict[str, Any]]] = []
                 i = 0
                 while not self.stop_flag.is_set() and time.monotonic() < deadline:
-                    await p.send_all(breach_conversation(i, time.time()))
+                    due += breach_events(i, time.time())
+                    due.sort(key=lambda x: x[0])
+                    now = time.time()
+                    ready = [e for t, e in due if t <= now]
+                    due = [(t, e) for t, e in due if t > now]
+                    await p.send_all(ready)
                     i += 1
                     await asyncio.sleep(1.0)
         asyncio.run(loop())

@@ -83,9 +83,7 @@ def _staffing_gauges(conversations: int) -> dict[str, float]:
     with 5 agents online at 2 chats each."""
     import orjson
 
-    from cs_pulse.engine import Engine, as_fact_records
-    from cs_pulse.settings import Settings
-    from harness import exported
+    from cs_pulse.inprocess import InProcess
 
     now = time.time()
     events: list[dict[str, object]] = []
@@ -99,16 +97,18 @@ def _staffing_gauges(conversations: int) -> dict[str, float]:
         conv = {**base, "conversation_id": f"c{i}", "channel": "chat", "queue": "q"}
         events += [
             {**conv, "event_id": f"s{i}", "type": "conversation.started", "ts": round(t0 * 1e3)},
+            {**conv, "event_id": f"m{i}", "type": "message.sent", "sender": "customer",
+             "chars": 5, "ts": round(t0 * 1e3)},
             {**conv, "event_id": f"a{i}", "type": "conversation.assigned",
              "agent_id": f"a{i % 5}", "ts": round((t0 + 1) * 1e3)},
             {**conv, "event_id": f"c{i}", "type": "conversation.closed", "resolved": True,
              "closed_by": "agent", "ts": round((t0 + 181) * 1e3)},
         ]
     events.sort(key=lambda e: e["ts"])  # type: ignore[arg-type, return-value]
-    engine = Engine(Settings())
-    out = engine.on_events((0, i, None, orjson.dumps(e)) for i, e in enumerate(events))
-    engine.on_facts(as_fact_records(out.facts))
-    return {n: v for n, labels, v in exported(engine)
+    ip = InProcess()
+    ip.feed((0, i, None, orjson.dumps(e)) for i, e in enumerate(events))
+    ip.release_all()
+    return {n: v for n, labels, v in ip.samples(now)
             if n.startswith("cs_staffing") and labels.get("shop") == "s1"}
 
 

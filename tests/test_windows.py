@@ -1,4 +1,5 @@
-"""Event-time windows, watermark, "today" in the shop's time zone, presence and occupancy."""
+"""Aggregation stage: slots, windows, "today" in the shop's time zone, presence integrals,
+idempotence by origin, expiry and the changelog form."""
 
 from __future__ import annotations
 
@@ -7,55 +8,64 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from cs_pulse.domain.aggregate import Aggregator, slot_of
+from cs_pulse.domain.aggregate import Aggregator, slot_of, window_starts
 from cs_pulse.domain.calendar import Calendars, ShopCalendar
 from cs_pulse.domain.catalogue import RESPONSE_BUCKETS, quantile
 from cs_pulse.domain.kpis import kpis
-from cs_pulse.domain.model import Fact
-from factory import T0
+from cs_pulse.domain.model import Fact, agent_series, queue_series, shop_series
+from cs_pulse.domain.ordering import Reorder
+from cs_pulse.domain.presence import presence
+from factory import T0, ev
 
-Q = "s1|presale|chat||"
-AG = "s1|||t1|a1"
+Q = queue_series("s1", "presale", "chat")
+AG = agent_series("s1", "t1", "a1")
+MS = 1000
+
+
+def ms(seconds: float) -> int:
+    return round(seconds * MS)
 
 
 def fact(kind: str, t: float, series: str = Q, value: float = 1.0, subject: str = "") -> Fact:
-    return Fact(kind, T0 + t, series, value, subject)
+    return Fact(kind, round((T0 + t) * MS), series, value, subject)
 
 
-def test_slots_are_ten_second_aligned() -> None:
+def test_series_kinds_never_alias() -> None:
+    assert queue_series("s1", "", "") != shop_series("s1")
+    assert len({queue_series("s1", "", ""), agent_series("s1", "", ""), shop_series("s1")}) == 3
+
+
+def test_slots_are_ten_second_aligned_and_windows_end_with_the_current_slot() -> None:
     assert T0 % 10 == 0
-    assert slot_of(T0 + 19.99) == T0 + 10
+    assert slot_of((T0 + 19.99) * MS) == (T0 + 10) * MS
+    assert window_starts((T0 + 125) * MS)["1m"] == (T0 + 70) * MS
 
 
 def test_rolling_windows_cover_the_most_recent_slots() -> None:
     agg = Aggregator()
-    for t in (3000, 2960, 2720, 2200, 100):
-        agg.apply(fact("conversations", t), wall=T0 + t)
-    w = agg.windows(Q, T0 + 3005)
-    # 1m = slots 2950..3000, 5m = 2710.., 15m = 2110.., 60m = -590..
-    assert [w[n].get("conversations") for n in ("1m", "5m", "15m", "60m")] == [2, 3, 4, 5]
-    assert agg.totals[Q]["conversations"] == 5
+    for t in (0, 55, 65, 119):
+        agg.apply(fact("conversations", t), T0 + t)
+    w = agg.windows(Q, ms(T0 + 120))
+    assert w["1m"]["conversations"] == 1        # slots 70..120: 65 is in slot 60
+    assert w["5m"]["conversations"] == 4
 
 
 def test_facts_older_than_every_window_are_late_but_kept_in_totals() -> None:
-    agg = Aggregator(grace=5.0)
-    agg.apply(fact("conversations", 3000), wall=T0 + 3000)
-    # horizon = 3000 - 5 (grace) - 3610 (retention) = -615
-    agg.apply(fact("conversations", -600), wall=T0 + 3000)   # still inside: in the 60m slots
-    agg.apply(fact("conversations", -700), wall=T0 + 3000)   # beyond: late
+    agg = Aggregator()
+    agg.apply(fact("conversations", 4000), T0 + 4000)
+    agg.apply(fact("conversations", 0), T0 + 4000)              # horizon: 4000 - 5 - 3610
+    assert agg.totals[Q]["conversations"] == 2
     assert agg.stats["late_facts"] == 1
-    assert agg.totals[Q]["conversations"] == 3
-    assert agg.windows(Q, T0 + 3000)["60m"]["conversations"] == 1  # -600 is not in 60m either
-    assert agg.windows(Q, T0 + 3000)["today"]["conversations"] == 3
+    assert agg.windows(Q, ms(T0 + 4000))["60m"]["conversations"] == 1
 
 
 def test_replayed_facts_are_dropped_by_origin() -> None:
     agg = Aggregator()
-    assert agg.apply(fact("conversations", 0), T0, origin=(0, 5, 0))
-    assert not agg.apply(fact("conversations", 0), T0, origin=(0, 5, 0))
-    assert agg.apply(fact("conversations", 0), T0, origin=(0, 5, 1))
-    assert not agg.apply(fact("conversations", 0), T0, origin=(0, 4, 9))
-    assert agg.apply(fact("conversations", 0), T0, origin=(1, 0, 0))   # other origin partition
+    assert agg.apply(fact("conversations", 0), T0, origin=("e0", 5, 0))
+    assert agg.apply(fact("conversations", 0), T0, origin=("e0", 5, 1))
+    assert not agg.apply(fact("conversations", 0), T0, origin=("e0", 5, 1))
+    assert not agg.apply(fact("conversations", 0), T0, origin=("e0", 4, 9))
+    assert agg.apply(fact("conversations", 0), T0, origin=("c0", 1, 0))   # another source
     assert agg.totals[Q]["conversations"] == 3
     assert agg.stats["duplicate_facts"] == 2
 
@@ -69,92 +79,58 @@ def test_today_splits_at_the_shops_local_midnight() -> None:
     agg = Aggregator(calendars=cals)
     midnight_cn = _local("Asia/Shanghai", 2023, 11, 15)          # 2023-11-14T16:00Z
     midnight_ny = _local("America/New_York", 2023, 11, 15)       # 2023-11-15T05:00Z
-    ny = "s2|presale|chat||"
+    ny = queue_series("s2", "presale", "chat")
     for ts in (midnight_cn - 10, midnight_cn + 10):
-        agg.apply(Fact("conversations", ts, Q), wall=ts)
+        agg.apply(Fact("conversations", round(ts * MS), Q), wall=ts)
     for ts in (midnight_ny - 10, midnight_ny + 10):
-        agg.apply(Fact("conversations", ts, ny), wall=ts)
-    assert agg.today(Q, midnight_cn - 5)["conversations"] == 1
-    assert agg.today(Q, midnight_cn + 20)["conversations"] == 1
-    assert agg.today(Q, midnight_cn - 5)["conversations@23"] == 1
-    assert agg.today(Q, midnight_cn + 20)["conversations@0"] == 1
+        agg.apply(Fact("conversations", round(ts * MS), ny), wall=ts)
+    assert agg.windows(Q, ms(midnight_cn - 5))["today"] == {"conversations": 1,
+                                                        "conversations@23": 1}
+    assert agg.windows(Q, ms(midnight_cn + 20))["today"] == {"conversations": 1,
+                                                         "conversations@0": 1}
     # At the same UTC instant New York's "today" is still 14 November.
-    assert agg.today(ny, midnight_cn + 20) == {"conversations": 1, "conversations@23": 1}
-    assert agg.today(ny, midnight_ny + 20) == {"conversations": 1, "conversations@0": 1}
+    assert agg.windows(ny, ms(midnight_cn + 20))["today"] == {"conversations": 1,
+                                                          "conversations@23": 1}
 
 
-def test_next_midnight_is_dst_safe() -> None:
+def test_local_midnight_is_dst_safe() -> None:
     ny = ShopCalendar(tz="America/New_York")
     start = _local("America/New_York", 2024, 3, 10)
-    assert ny.next_midnight(start + 60) - start == 23 * 3600   # spring forward: 23 h day
+    assert ny.midnight(start + 12 * 3600) == start
+    assert ny.midnight(start + 23 * 3600 + 60) - start == 23 * 3600   # spring forward
 
 
-def test_occupancy_presence_and_utilisation_are_time_weighted() -> None:
+def test_presence_integrates_status_and_sessions_over_the_interval() -> None:
+    changes = [[0, "online", 4.0], [100, "away", 4.0], [200, "offline", 4.0],
+               [300, "busy", 2.0]]
+    sessions = [[0, 150], [50, None]]
+    p = presence(changes, sessions, 0, 400)
+    assert p.online_ms == 200                      # 0-100 online, 300-400 busy
+    assert p.capacity_ms == 4 * 100 + 2 * 100
+    assert p.used_ms == 1 * 50 + 2 * 50 + 1 * 100   # min(n, c): 1 then 2; busy: 1 of 2
+    assert p.max_open == 2
+    assert p.logins == 2                            # offline -> online at 0 and at 300
+    assert (p.first_online, p.last_online) == (0, 400)
+    inside = presence(changes, sessions, 120, 250)  # away then offline: never online
+    assert inside.first_online is None and inside.online_ms == 0 and inside.max_open == 2
+
+
+def test_presence_state_at_the_start_of_an_interval() -> None:
+    p = presence([[0, "online", 3.0]], [[10, None]], 50, 60)
+    assert (p.first_online, p.online_ms, p.used_ms, p.max_open) == (50, 10, 10, 1)
+
+
+def test_waiting_sessions_and_roster_follow_open_and_close() -> None:
     agg = Aggregator()
-    agg.apply(fact("presence", 0, AG, 4.0, "online"), T0)
-    agg.apply(fact("session_open", 0, AG, subject="c1"), T0)
-    agg.apply(fact("session_open", 30, AG, subject="c2"), T0 + 30)
-    agg.apply(fact("session_close", 60, AG, subject="c1"), T0 + 60)
-    today = agg.today(AG, T0 + 120)
-    # open: 0-30 one, 30-60 two, 60-120 one = 30 + 60 + 60 = 150 session-seconds
-    assert today["open_seconds"] == 150
-    assert today["online_seconds"] == 120
-    assert today["capacity_seconds"] == 480
-    assert today["max_open"] == 2
-    assert today["logins"] == 1
-    assert today["first_online"] == T0 and today["last_online"] == T0 + 120
-    k = kpis(today)
-    assert k["slot_utilisation"] == pytest.approx(150 / 480)
-    assert k["online_rate"] == 1.0
-    one_minute = agg.windows(AG, T0 + 120)["1m"]                  # slots 70..120
-    assert one_minute["open_seconds"] == 50 and one_minute["capacity_seconds"] == 200
-    assert one_minute["max_open"] == 1
-    assert agg.live[AG].sessions == {"c2": T0 + 30}
-
-
-def test_steady_occupancy_is_one_segment_not_a_row_per_slot() -> None:
-    agg = Aggregator()
-    agg.apply(fact("presence", 0, AG, 2.0, "online"), T0)
-    agg.apply(fact("session_open", 0, AG, subject="c1"), T0)
-    agg.take_changes()
-    for t in range(30, 3600, 30):                      # an hour of heartbeats, nothing else
-        agg.apply(fact("presence", t, AG, 0.0, "heartbeat"), T0 + t)
-    assert agg.live[AG].segments == [[T0, T0 + 3570, 1.0, 1.0, 2.0]]
-    rows = dict(agg.take_changes())
-    # One slot row per heartbeat (its min/max marks), not one per 10-second slot (357).
-    assert len([k for k in rows if k.startswith("s|")]) == 119
-    w = agg.windows(AG, T0 + 3575)                     # 5m: slots 3280..3570, booked to 3570
-    assert w["5m"]["open_seconds"] == 295 and w["5m"]["capacity_seconds"] == 590
-    assert w["60m"]["online_seconds"] == 3575          # 60m: slots -20..3570, all of it
-    # Segments older than every window expire with the slots.
-    agg.apply(fact("conversations", 3570 + 4000), T0 + 7570)
-    agg.expire()
-    assert agg.live[AG].segments == []
-
-
-def test_going_away_stops_online_time_and_logins_count_returns() -> None:
-    agg = Aggregator()
-    agg.apply(fact("presence", 0, AG, 3.0, "online"), T0)
-    agg.apply(fact("presence", 100, AG, 3.0, "away"), T0 + 100)
-    agg.apply(fact("presence", 200, AG, 3.0, "offline"), T0 + 200)
-    agg.apply(fact("presence", 300, AG, 3.0, "busy"), T0 + 300)
-    today = agg.today(AG, T0 + 400)
-    assert today["online_seconds"] == 200          # 0-100 online, 300-400 busy
-    assert today["logins"] == 2                     # offline -> online at 0 and at 300
-    assert kpis(today)["online_rate"] == pytest.approx(200 / 400)
-
-
-def test_waiting_now_follows_open_and_close() -> None:
-    agg = Aggregator()
-    agg.apply(fact("wait_open", 0, Q, T0 + 0, "c1"), T0)
-    agg.apply(fact("wait_open", 5, Q, T0 + 5, "c2"), T0 + 5)
+    agg.apply(fact("wait_open", 0, Q, (T0 + 0) * MS, "c1"), T0)
+    agg.apply(fact("wait_open", 5, Q, (T0 + 5) * MS, "c2"), T0 + 5)
     agg.apply(fact("wait_close", 9, Q, subject="c1"), T0 + 9)
-    assert agg.live[Q].waiting == {"c2": T0 + 5}
-
-
-def test_roster_tracks_available_agents() -> None:
-    agg = Aggregator()
-    shop = "s1||||"
+    assert agg.live[Q].waiting == {"c2": (T0 + 5) * MS}
+    agg.apply(fact("session_open", 0, AG, subject="c1"), T0)
+    agg.apply(fact("session_close", 9, AG, subject="c1"), T0)
+    agg.apply(fact("session_open", 20, AG, subject="c1"), T0)
+    assert agg.live[AG].open_sessions() == 1
+    shop = shop_series("s1")
     agg.apply(fact("roster", 0, shop, 4.0, "a1"), T0)
     agg.apply(fact("roster", 1, shop, 2.0, "a2"), T0)
     agg.apply(fact("roster", 2, shop, -1.0, "a1"), T0)
@@ -163,25 +139,45 @@ def test_roster_tracks_available_agents() -> None:
 
 def test_expiry_keeps_state_flat() -> None:
     agg = Aggregator()
+    agg.apply(fact("status", 0, AG, 3.0, "online"), T0)
     for t in range(0, 7200, 10):
         agg.apply(fact("conversations", t), T0 + t)
+        agg.apply(fact("session_open", t, AG, subject=f"c{t}"), T0 + t)
+        agg.apply(fact("session_close", t + 5, AG, subject=f"c{t}"), T0 + t)
         agg.expire()
-    # Clock 7190, horizon 7190 - 5 - 3610 = 3575: slots 3570..7190 remain (363 of 720).
-    assert len(agg.slots[Q]) == 363
+    # Clock 7195, horizon 7195 - 5 - 3610 = 3580: slots 3580..7190 remain (362 of 720).
+    assert len(agg.slots[Q]) == 362
     assert agg.totals[Q]["conversations"] == 720
+    # Sessions are kept from the start of the local day (T0 is 06:13 in Shanghai).
+    assert len(agg.live[AG].sessions) == 720
 
 
 def test_state_round_trips_through_the_changelog_form() -> None:
     agg = Aggregator()
-    agg.apply(fact("presence", 0, AG, 4.0, "online"), T0, origin=(0, 1, 0))
-    agg.apply(fact("session_open", 0, AG, subject="c1"), T0, origin=(0, 1, 1))
-    agg.apply(fact("first_response", 10, Q, 12.0), T0 + 10, origin=(0, 2, 0))
+    agg.apply(fact("status", 0, AG, 4.0, "online"), T0, origin=("e0", 1, 0))
+    agg.apply(fact("session_open", 0, AG, subject="c1"), T0, origin=("e0", 1, 1))
+    agg.apply(fact("first_response", 10, Q, 12.0), T0 + 10, origin=("e0", 2, 0))
     copy = Aggregator()
     for key, value in agg.take_changes():
         copy.load(key, value)
-    assert copy.windows(Q, T0 + 20) == agg.windows(Q, T0 + 20)
-    assert copy.windows(AG, T0 + 20) == agg.windows(AG, T0 + 20)
-    assert copy.high_water == {"0": [2, 0]}
+    assert copy.windows(Q, ms(T0 + 20)) == agg.windows(Q, ms(T0 + 20))
+    assert copy.presence(AG, ms(T0 + 20)) == agg.presence(AG, ms(T0 + 20))
+    assert copy.origins.high_water == {"e0": [2, 0]}
+
+
+def test_reorder_holds_until_the_watermark_and_late_events_take_effect_at_it() -> None:
+    r = Reorder(grace_ms=5000)
+    assert not r.admit(0, ev("message.sent", 10, sender="customer", chars=1))
+    assert not r.admit(1, ev("message.sent", 8, sender="customer", chars=1))
+    assert r.due() == []                                     # watermark 5 s after T0
+    assert not r.admit(2, ev("message.sent", 14, sender="customer", chars=1))
+    assert [o for o, _ in r.due()] == [1]                    # watermark 9 passes 8
+    r.admit(3, ev("message.sent", 20, sender="customer", chars=1))     # watermark 15
+    assert [o for o, _ in r.due()] == [0, 2]                 # 10, 14 in time order
+    late = ev("message.sent", 1, sender="customer", chars=1)
+    assert r.admit(4, late) and late.ts == (T0 + 15) * MS     # late: at the watermark
+    r.release()
+    assert [o for o, _ in r.due()] == [4, 3]
 
 
 def test_quantile_interpolates_inside_buckets() -> None:
@@ -194,10 +190,10 @@ def test_quantile_interpolates_inside_buckets() -> None:
 
 def test_kpi_formulas() -> None:
     k = kpis({"sl_answered_within": 8, "sl_answered_after": 1, "sl_abandoned_after": 1,
-              "sl_abandoned_within": 5, "runs_answered": 3, "runs_unanswered": 1,
+              "sl_abandoned_within": 5, "messages_answered": 3, "messages_unanswered": 1,
               "abandoned": 6, "abandoned_short": 5, "queued": 20, "resolved": 4,
-              "resolved_reopened": 1, "served": 10, "converted": 2,
-              "csat:sum": 9.0, "csat:count": 2, "csat_ge4": 1})
+              "resolved_repeat": 1, "served": 10, "converted": 2,
+              "csat:sum": 9.0, "csat:count": 2, "csat_satisfied": 1})
     assert k["service_level"] == 0.8           # 8 / (8 + 1 + 1); short abandons excluded
     assert k["reply_rate"] == 0.75
     assert k["abandonment"] == 0.3 and k["short_abandonment"] == 0.25

@@ -23,7 +23,7 @@ from faust.types import TP, TableT
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from cs_pulse.engine import EVENTS, FACTS, Change, Engine, Record
+from cs_pulse.engine import CUSTOMERS, EVENTS, FACTS, Change, Engine, Output, Record
 from cs_pulse.exporter import engine_registry
 from cs_pulse.produce import send_batches
 from cs_pulse.settings import Settings
@@ -32,6 +32,7 @@ log = logging.getLogger("cs_pulse")
 SWEEP_SECONDS = 10.0
 WATCHDOG_SECONDS = 5.0
 FLUSH_SECONDS = 1.0
+IDLE_CHECK_SECONDS = 0.5
 EXIT_UNFLUSHED = 75   # EX_TEMPFAIL: restart me
 
 
@@ -59,10 +60,14 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
     )
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
     events = app.topic(settings.events_topic, partitions=n, **raw)
+    customers = app.topic(settings.customers_topic, partitions=n, internal=True, **raw)
     facts = app.topic(settings.facts_topic, partitions=n, internal=True, **raw)
+    topic_of = {EVENTS: settings.events_topic, CUSTOMERS: settings.customers_topic,
+                FACTS: settings.facts_topic}
     # bytes key/value types make Faust use the raw codec for the changelog (recovery included).
-    conversations = app.Table("conversations", partitions=n, key_type=bytes, value_type=bytes)
-    aggregates = app.Table("aggregates", partitions=n, key_type=bytes, value_type=bytes)
+    tables = {source: app.Table(name, partitions=n, key_type=bytes, value_type=bytes)
+              for source, name in ((EVENTS, "conversations"), (CUSTOMERS, "customers"),
+                                   (FACTS, "aggregates"))}
 
     async def persist(table: TableT, changes: Iterable[Change]) -> None:
         """Write changelog rows and wait until the broker has them, as record batches: a flush
@@ -71,8 +76,9 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
         rows: dict[int, list[tuple[bytes | None, bytes | None]]] = {}
         for partition, key, value in changes:
             rows.setdefault(partition, []).append((key, value))
-        await send_batches(app.producer._ensure_producer(),  # type: ignore[attr-defined]
-                           table.changelog_topic.get_topic_name(), rows)
+        if rows:
+            await send_batches(app.producer._ensure_producer(),  # type: ignore[attr-defined]
+                               table.changelog_topic.get_topic_name(), rows)
 
     async def read_from(topic: str, partition: int, offset: int, source: str
                         ) -> AsyncIterator[list[Record]]:
@@ -103,30 +109,37 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
         finally:
             await reader.stop()
 
-    events_lock, facts_lock = asyncio.Lock(), asyncio.Lock()   # one writer of facts per stage
+    # One writer per stage; a flush takes all three locks for a consistent cut.
+    locks = {source: asyncio.Lock() for source in (EVENTS, CUSTOMERS, FACTS)}
     flush_lock = asyncio.Lock()
 
-    async def handle_events(records: Iterable[Record], catching_up: bool = False) -> None:
-        async with events_lock:
-            out = engine.on_events(records)
-            try:
-                pending = [await app.producer.send(facts.get_topic_name(), None, v, p, None,
-                                                   None) for p, v in out.facts]
-                pending += [await app.producer.send(settings.dlq_topic, k, v, None, None, h)
-                            for k, v, h in out.dlq]
-                # Delivered before the lock is released: a flush (which takes the lock) never
-                # persists a cursor past events whose facts could still be lost.
-                await asyncio.gather(*pending)
-            except Exception as exc:
-                exit_unflushed("facts or dead letters not delivered", exc)
-        if not catching_up:
-            await catch_up(settings.events_topic, EVENTS, out.rewinds)
+    async def send(out: Output) -> None:
+        """Deliver a stage's output before its lock is released: a flush (which takes the
+        lock) never persists a cursor past input whose output could still be lost."""
+        try:
+            if out.markers:   # an idle release is durable before anything it caused
+                await persist(tables[EVENTS], out.markers)
+            pending = [await app.producer.send(settings.facts_topic, None, v, p, None, None)
+                       for p, v in out.facts]
+            pending += [await app.producer.send(settings.customers_topic, None, v, p, None,
+                                                None) for p, v in out.customers]
+            pending += [await app.producer.send(settings.dlq_topic, k, v, None, None, h)
+                        for k, v, h in out.dlq]
+            await asyncio.gather(*pending)
+        except Exception as exc:
+            exit_unflushed("output not delivered", exc)
 
-    async def handle_facts(records: Iterable[Record], catching_up: bool = False) -> None:
-        async with facts_lock:
-            rewinds = engine.on_facts(records)
+    async def handle(source: str, records: Iterable[Record], catching_up: bool = False) -> None:
+        async with locks[source]:
+            if source == EVENTS:
+                out = engine.on_events(records)
+            elif source == CUSTOMERS:
+                out = engine.on_customers(records)
+            else:
+                out = Output(rewinds=engine.on_facts(records))
+            await send(out)
         if not catching_up:
-            await catch_up(facts.get_topic_name(), FACTS, rewinds)
+            await catch_up(source, out.rewinds)
 
     async def flush() -> None:
         """Persist the state changed since the last flush, cursors last. Records processed
@@ -134,19 +147,17 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
         async with flush_lock:
             if not app.flow_control.is_active():   # rebalancing: partitions change hands
                 return
-            async with events_lock, facts_lock:   # a consistent cut of both stages
-                stage_rows, aggregate_rows = engine.take_changes()
+            async with locks[EVENTS], locks[CUSTOMERS], locks[FACTS]:
+                rows = dict(zip((EVENTS, CUSTOMERS, FACTS), engine.take_changes(), strict=True))
             try:
-                await asyncio.gather(persist(conversations, stage_rows),
-                                     persist(aggregates, aggregate_rows))
+                await asyncio.gather(*(persist(tables[s], r) for s, r in rows.items()))
             except Exception as exc:
                 exit_unflushed("changelog not written", exc)
 
-    async def catch_up(topic: str, source: str, gaps: dict[int, int]) -> None:
-        handle = handle_events if source == EVENTS else handle_facts
+    async def catch_up(source: str, gaps: dict[int, int]) -> None:
         for partition, offset in gaps.items():
-            async for chunk in read_from(topic, partition, offset, source):
-                await handle(chunk, catching_up=True)
+            async for chunk in read_from(topic_of[source], partition, offset, source):
+                await handle(source, chunk, catching_up=True)
 
     def drain(table: TableT) -> list[tuple[bytes, bytes | None]]:
         """Move recovered rows out of Faust's store: the engine holds the working copy."""
@@ -159,8 +170,8 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
         """Drop working state of partitions this worker no longer owns. (The revoke signal is
         no place for this: with eager rebalancing it names every partition, also those kept.)"""
         assigned = app.consumer.assignment()
-        engine.retain({tp.partition for tp in assigned if tp.topic == settings.events_topic},
-                      {tp.partition for tp in assigned if tp.topic == facts.get_topic_name()})
+        engine.retain({source: {tp.partition for tp in assigned if tp.topic == topic}
+                       for source, topic in topic_of.items()})
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _revoked(app: faust.App, revoked: set[TP], **kwargs: Any) -> None:
@@ -175,40 +186,48 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
         retain_assigned()
 
     # Recovery replays changelog rows of newly assigned partitions, and this worker's own
-    # writes since its last recovery (``Engine.load_*`` skips those: the engine is as far).
-    @conversations.on_recover
-    async def _conversations_recovered() -> None:
-        retain_assigned()
-        engine.load_stage(drain(conversations))
+    # writes since its last recovery (``Engine.load`` skips those: the engine is as far).
+    def on_recover(source: str) -> None:
+        async def recovered() -> None:
+            retain_assigned()
+            engine.load(source, drain(tables[source]))
 
-    @aggregates.on_recover
-    async def _aggregates_recovered() -> None:
-        retain_assigned()
-        engine.load_aggregates(drain(aggregates))
+        tables[source].on_recover(recovered)
 
-    @app.agent(events)
-    async def conversation_stage(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(  # type: ignore[attr-defined]
-                settings.batch_size, settings.batch_seconds):
-            await handle_events(
-                (e.message.partition, e.message.offset, e.message.key, e.message.value)
-                for e in batch)
+    for source in tables:
+        on_recover(source)
 
-    @app.agent(facts)
-    async def aggregate_stage(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(  # type: ignore[attr-defined]
-                settings.batch_size, settings.batch_seconds):
-            await handle_facts(
-                (e.message.partition, e.message.offset, e.message.key, e.message.value)
-                for e in batch)
+    def agent_for(source: str, topic: Any) -> None:
+        async def stage(stream: faust.StreamT) -> None:
+            async for batch in stream.take_events(  # type: ignore[attr-defined]
+                    settings.batch_size, settings.batch_seconds):
+                await handle(source, [(e.message.partition, e.message.offset, e.message.key,
+                                       e.message.value) for e in batch])
+
+        stage.__name__ = f"{source}_stage"
+        app.agent(topic, name=f"{source}_stage")(stage)
+
+    for source, topic in ((EVENTS, events), (CUSTOMERS, customers), (FACTS, facts)):
+        agent_for(source, topic)
 
     @app.timer(FLUSH_SECONDS)
     async def flush_state() -> None:
         await flush()
 
+    @app.timer(IDLE_CHECK_SECONDS)
+    async def release_idle() -> None:
+        """Events partitions quiet for the grace period take effect up to their newest time."""
+        if not app.flow_control.is_active():
+            return
+        async with locks[EVENTS]:
+            out = engine.release_idle()
+            await send(out)
+        if out.customers or out.facts:
+            log.debug("idle release: %s facts records", len(out.facts))
+
     @app.timer(SWEEP_SECONDS)
     async def sweep() -> None:
-        async with events_lock, facts_lock:
+        async with locks[CUSTOMERS], locks[FACTS]:
             engine.sweep()
 
     @app.timer(WATCHDOG_SECONDS)
@@ -219,15 +238,14 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
             return
         consumer: Any = app.consumer
         assigned = consumer.assignment()
-        for topic, source in ((events, EVENTS), (facts, FACTS)):
-            name = topic.get_topic_name()
+        for source, name in topic_of.items():
             # Faust keeps the last offset handed to the stream; there is no public accessor.
             read = {tp.partition: consumer._read_offset.get(tp)
                     for tp in assigned if tp.topic == name}
-            await catch_up(name, source, engine.stalled(source, read))
+            await catch_up(source, engine.stalled(source, read))
 
     registry = engine_registry(engine, settings, extra=lambda: consumer_gauges(
-        app, (settings.events_topic, facts.get_topic_name())))
+        app, topic_of))
 
     async def metrics(_: web.Request) -> web.Response:
         body = generate_latest(registry)
@@ -275,20 +293,21 @@ def quiet_debug_logging() -> None:
         root.setLevel(min(h.level for h in root.handlers) or logging.WARNING)
 
 
-def consumer_gauges(app: faust.App, topics: tuple[str, str]) -> dict[str, float]:
-    """Partitions owned and consumer lag (high watermark - last read offset - 1)."""
+def consumer_gauges(app: faust.App, topics: dict[str, str]) -> dict[str, float]:
+    """Partitions owned per stage and consumer lag (high watermark - last read offset - 1)."""
     out: dict[str, float] = {}
     try:
         consumer: Any = app.consumer
         assigned = consumer.assignment()
     except Exception:  # not started yet
         return out
-    events, facts = topics
-    out["cs_owned_event_partitions"] = float(sum(tp.topic == events for tp in assigned))
-    out["cs_owned_fact_partitions"] = float(sum(tp.topic == facts for tp in assigned))
+    names = {EVENTS: "event", CUSTOMERS: "customer", FACTS: "fact"}
+    for source, topic in topics.items():
+        out[f"cs_owned_{names[source]}_partitions"] = float(
+            sum(tp.topic == topic for tp in assigned))
     lag = 0.0
     for tp in assigned:
-        if tp.topic not in topics:
+        if tp.topic not in topics.values():
             continue
         hw = consumer.highwater(tp)
         read = consumer._read_offset.get(tp)  # faust keeps it; there is no public accessor

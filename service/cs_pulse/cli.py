@@ -1,4 +1,4 @@
-"""Console entry point: ``cs-pulse worker|simulate|replay|demo|staffing|webhook|kafka``."""
+"""Console entry point: ``cs-pulse worker|simulate|replay|audit|demo|staffing|webhook|kafka``."""
 
 from __future__ import annotations
 
@@ -51,6 +51,22 @@ def main(argv: list[str] | None = None) -> int:
     wh.add_argument("--port", type=int, default=int(os.environ.get("CS_PULSE_WEBHOOK_PORT",
                                                                    "8088")))
 
+    a = sub.add_parser("audit", help="recompute every number from the raw events (DuckDB SQL) "
+                       "and compare with a worker's /metrics or the in-process engine")
+    a.add_argument("file", nargs="?", help="history file (default: read the events topic)")
+    a.add_argument("--format", choices=["jsonl", "technion", "twitter"], default=None)
+    a.add_argument("--url", action="append", default=[],
+                   help="a worker's /metrics URL (repeat for each worker); default: the engine "
+                        "in process")
+    a.add_argument("--at", type=float, default=None,
+                   help="instant (epoch s) for the in-process comparison (default: last event)")
+    a.add_argument("--tolerance", type=float, default=1e-6, help="relative tolerance")
+    a.add_argument("--wait", type=float, default=300.0,
+                   help="seconds to wait for the workers to settle")
+    a.add_argument("--no-pipeline", action="store_true",
+                   help="skip cs_events_* (per process; they restart with a worker)")
+    a.add_argument("--limit", type=int, default=40, help="rows of the difference table")
+
     k = sub.add_parser("kafka", help="run the embedded development Kafka broker")
     k.add_argument("--port", type=int, default=9092)
 
@@ -87,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         from cs_pulse.chatwoot import run_webhook
 
         return asyncio.run(run_webhook(args.port))
+    if args.command == "audit":
+        from cs_pulse.audit.run import run_audit
+
+        return run_audit(args)
     if args.command == "kafka":
         from cs_pulse.devkafka import KafkaBroker
 

@@ -51,8 +51,8 @@ def summary(m: dict[str, list[tuple[dict[str, str], float]]]) -> str:
     for labels, v in m.get("cs_first_response_window_seconds", []):
         if labels.get("window") == "5m" and labels.get("stat") == "p90":
             frt[labels["shop"]] = max(frt[labels["shop"]], v)
-    answered = per_shop("cs_runs_total", outcome="answered")
-    unanswered = per_shop("cs_runs_total", outcome="unanswered")
+    answered = per_shop("cs_customer_messages_concluded_total", outcome="answered")
+    unanswered = per_shop("cs_customer_messages_concluded_total", outcome="unanswered")
     abandoned, queued = per_shop("cs_abandoned_total"), per_shop("cs_queued_total")
     waiting = per_shop("cs_waiting_conversations")
     oldest: dict[str, float] = defaultdict(float)

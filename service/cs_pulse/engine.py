@@ -1,23 +1,30 @@
 """Everything one worker computes, fed with raw Kafka records. No Kafka or Faust here: the
 Faust edge (``app.py``) hands records in and sends what comes out.
 
-Records are ``(partition, offset, key, value)``. Outputs are plain bytes ready to produce.
-State keys are prefixed with their partition (``"3/c|conv-1"``) so a changelog replay puts every
-key back into the partition it came from.
+Three stages, each a source of records with its own partitions:
 
-Each input partition has a ``Cursor``: the next offset to process, persisted with the state it
-produced (key ``"3/o|"``, written last in every flush). It, not the consumer group's committed
-offset, decides what is processed: the committed offset can run ahead of the work persisted
-(Faust acks records it skips during a rebalance, and state is flushed once a second, not per
-record). A record past the cursor is a gap: the engine asks the edge to read the partition from
-the cursor on (``rewinds``) and replays below the cursor are dropped before decoding.
+* ``events``    (``cs.events``, by conversation) -> conversation stage -> facts + customer records
+* ``customers`` (``cs.customers``, by customer)  -> customer stage     -> facts (FCR, conversion)
+* ``facts``     (``cs.facts``, by series)        -> aggregation stage  -> windows on /metrics
 
-State changes accumulate between flushes (``take_changes``): a hot key (the current window slot,
-an agent's live state) is written once per flush however many records changed it.
+Records are ``(partition, offset, key, value)``. State keys are prefixed with their partition
+(``"3/c|conv-1"``) so a changelog replay puts every key back where it came from.
 
-Facts travel as one record per facts partition per batch: a JSON array of rows
-``[kind, ts, series, value, subject, origin partition, origin offset, index]``. The origin is the
-fact's identity; the aggregation stage drops facts at or below the highest origin it applied.
+Each input partition has a ``Cursor`` persisted with the state it produced (key ``"3/o|"``,
+written last in every flush); it, not the consumer group's committed offset, decides what is
+processed (Faust acks records it skips during a rebalance, and state is flushed once a second).
+A record past the cursor is a gap: the engine asks the edge to read the partition from the
+cursor on (``rewinds``); replays below it are dropped before decoding.
+
+The events stage holds records until the watermark reaches them, and those are not in the
+changelog: its cursor points at the oldest record still held (``read_from``), and records
+between that and ``next`` are re-held, not re-applied, after a recovery (the watermark at the
+flush tells which had taken effect). An idle release is persisted at once as a *marker* (the
+offset it followed), so a recovery releases at the same point and numbers its outputs alike.
+
+Outputs carry their origin ``[source, offset, index]`` (source ``"e3"``: events partition 3;
+``"c1"``: customers partition 1): the offset of the input record at which they were produced
+and their index there. Downstream stages drop outputs at or below the highest origin applied.
 """
 
 from __future__ import annotations
@@ -31,7 +38,9 @@ from typing import Any
 import orjson
 
 from cs_pulse.domain.aggregate import Aggregator
-from cs_pulse.domain.model import Fact
+from cs_pulse.domain.conversation import Out
+from cs_pulse.domain.customers import CustomerStage
+from cs_pulse.domain.model import CustomerRecord, Event, Fact
 from cs_pulse.domain.stage import ConversationStage
 from cs_pulse.ingest.decode import Decoder, Rejected
 from cs_pulse.pipeline import PipelineStats
@@ -41,16 +50,20 @@ Record = tuple[int, int, bytes | None, bytes | None]
 Change = tuple[int, bytes, bytes | None]   # (partition, key, value or None = delete)
 DlqRecord = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
 
-
-EVENTS, FACTS = "events", "facts"   # the two inputs, as cursor sources
-FACTS_PER_RECORD = 2000   # keeps a facts record far below Kafka's 1 MB message limit
+EVENTS, CUSTOMERS, FACTS = "events", "customers", "facts"   # the inputs, as cursor sources
+ROWS_PER_RECORD = 2000   # keeps a facts record far below Kafka's 1 MB message limit
 
 
 @dataclass
-class EventsOutput:
-    facts: list[tuple[int, bytes]] = field(default_factory=list)   # (facts partition, record)
+class Output:
+    """What handling some input produced, ready to send. ``markers`` (idle releases) must be
+    in the changelog before anything else is sent."""
+
+    facts: list[tuple[int, bytes]] = field(default_factory=list)       # (partition, record)
+    customers: list[tuple[int, bytes]] = field(default_factory=list)   # (partition, record)
     dlq: list[DlqRecord] = field(default_factory=list)
-    rewinds: dict[int, int] = field(default_factory=dict)   # partition -> offset to re-read from
+    rewinds: dict[int, int] = field(default_factory=dict)   # partition -> offset to re-read
+    markers: list[Change] = field(default_factory=list)
 
 
 @dataclass
@@ -60,20 +73,30 @@ class Cursor:
     next_offset: int = 0
     rewind_pending: bool = False
     checked_at: int | None = None   # next_offset seen by the previous ``stalled`` check
+    # Events partitions only:
+    rehold_below: int = 0           # after a recovery: records below were read before
+    origin: list[int] = field(default_factory=lambda: [-1, 0])   # [offset, next index]
+    last_record_wall: float = 0.0
+    markers: list[int] = field(default_factory=list)   # idle releases since the last flush
 
 
-def decode_facts(raw: bytes) -> Iterator[tuple[Fact, tuple[int, int, int]]]:
-    for kind, ts, series, value, subject, p, offset, index in orjson.loads(raw):
-        yield Fact(kind, float(ts), series, float(value), subject), (p, offset, index)
+def decode_facts(raw: bytes) -> Iterator[tuple[Fact, tuple[str, int, int]]]:
+    for kind, ts, series, value, subject, source, offset, index in orjson.loads(raw):
+        yield Fact(kind, ts, series, value, subject), (source, offset, index)
 
 
-def as_fact_records(facts: Iterable[tuple[int, bytes]], offsets: dict[int, int] | None = None
-                    ) -> list[Record]:
-    """Number fact records per partition as the broker would (for recomputation in-process);
+def decode_customers(raw: bytes) -> Iterator[tuple[CustomerRecord, tuple[str, int, int]]]:
+    for kind, ts, key, conv, value, series, ref, source, offset, index in orjson.loads(raw):
+        yield CustomerRecord(kind, ts, key, conv, value, series, ref), (source, offset, index)
+
+
+def as_records(sent: Iterable[tuple[int, bytes]], offsets: dict[int, int] | None = None
+               ) -> list[Record]:
+    """Number records per partition as the broker would (for running the stages in-process);
     ``offsets`` holds each partition's next offset and is advanced."""
     offsets = {} if offsets is None else offsets
     out: list[Record] = []
-    for partition, value in facts:
+    for partition, value in sent:
         offset = offsets.get(partition, 0)
         offsets[partition] = offset + 1
         out.append((partition, offset, None, value))
@@ -90,38 +113,59 @@ def split_key(raw: bytes) -> tuple[int, str]:
     return int(p), key
 
 
+class _Rows:
+    """Output rows grouped by destination partition, then cut into records."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, list[list[Any]]] = {}
+
+    def add(self, partition: int, row: list[Any]) -> None:
+        self.rows.setdefault(partition, []).append(row)
+
+    def records(self) -> list[tuple[int, bytes]]:
+        return [(p, orjson.dumps(r[i:i + ROWS_PER_RECORD]))
+                for p, r in self.rows.items() for i in range(0, len(r), ROWS_PER_RECORD)]
+
+
 class Engine:
     def __init__(self, settings: Settings, decoder: Decoder | None = None,
                  wall: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.decoder = decoder or Decoder()
         self.wall = wall
+        self.grace_ms = round(settings.grace_seconds * 1000)
         self.stages: dict[int, ConversationStage] = {}
+        self.customer_stages: dict[int, CustomerStage] = {}
         self.aggregators: dict[int, Aggregator] = {}
         self.cursors: dict[tuple[str, int], Cursor] = {}
         self.unflushed: set[tuple[str, int]] = set()   # (source, partition) changed since flush
         self.pipeline = PipelineStats()
-        self._fact_partition: dict[str, int] = {}
+        self._partition_of: dict[str, int] = {}
 
-    def fact_partition(self, series: str) -> int:
-        """Facts partition of a series: stable across processes (crc32, not ``hash``)."""
-        p = self._fact_partition.get(series)
+    def partition_of(self, key: str) -> int:
+        """Partition of a series or customer key: stable across processes (crc32, not hash)."""
+        p = self._partition_of.get(key)
         if p is None:
-            p = zlib.crc32(series.encode()) % self.settings.partitions
-            self._fact_partition[series] = p
+            p = self._partition_of[key] = zlib.crc32(key.encode()) % self.settings.partitions
         return p
 
     def stage(self, partition: int) -> ConversationStage:
         st = self.stages.get(partition)
         if st is None:
-            st = self.stages[partition] = ConversationStage()
+            st = self.stages[partition] = ConversationStage(self.grace_ms)
+        return st
+
+    def customer_stage(self, partition: int) -> CustomerStage:
+        st = self.customer_stages.get(partition)
+        if st is None:
+            st = self.customer_stages[partition] = CustomerStage()
         return st
 
     def aggregator(self, partition: int) -> Aggregator:
         agg = self.aggregators.get(partition)
         if agg is None:
             agg = self.aggregators[partition] = Aggregator(
-                calendars=self.settings.calendars, grace=self.settings.grace_seconds)
+                calendars=self.settings.calendars, grace_ms=self.grace_ms)
         return agg
 
     # --- input positions -------------------------------------------------------------------
@@ -149,9 +193,8 @@ class Engine:
     def stalled(self, source: str, read_offsets: dict[int, int | None]) -> dict[int, int]:
         """Owned partitions whose consumer has read at or past the cursor while the cursor has
         not moved since the previous call: the consumer was moved past it (e.g. Faust's seek to
-        the committed offset after a rebalance) or a catch-up was cut short. (A partition
-        merely waiting for its turn has not been read that far.) Returns partition -> offset
-        to read from."""
+        the committed offset after a rebalance) or a catch-up was cut short. Returns
+        partition -> offset to read from."""
         out: dict[int, int] = {}
         for partition, read in read_offsets.items():
             cursor = self.cursors.setdefault((source, partition), Cursor())
@@ -173,38 +216,117 @@ class Engine:
             cursor.rewind_pending = False
             self.unflushed.add((source, partition))
 
-    # --- stage 1 -----------------------------------------------------------------------------
+    # --- stage 1: conversations ----------------------------------------------------------------
 
-    def on_events(self, records: Iterable[Record]) -> EventsOutput:
-        out = EventsOutput()
-        rows: dict[int, list[list[Any]]] = {}   # facts partition -> wire rows
+    def on_events(self, records: Iterable[Record]) -> Output:
+        out = Output()
+        facts, customers = _Rows(), _Rows()
         wall = self.wall()
         for partition, offset, key, value in records:
             if not self._admit(EVENTS, partition, offset, out.rewinds):
                 continue
+            cursor = self.cursors[(EVENTS, partition)]
+            cursor.last_record_wall = wall
+            stage = self.stage(partition)
             decoded = self.decoder.decode(value)
-            if isinstance(decoded, Rejected):
+            if offset < cursor.rehold_below:
+                # Read before the last flush: held then (put it back) or already applied.
+                w = stage.order.watermark
+                if isinstance(decoded, Event) and (w is None or decoded.ts > w):
+                    stage.order.hold(offset, decoded)
+                self.pipeline.replayed_records += 1
+            elif isinstance(decoded, Rejected):
                 self.pipeline.rejected_event(decoded.reason, wall)
                 out.dlq.append((key, value, [
                     ("reason", decoded.reason.encode()),
                     ("detail", decoded.detail.encode(errors="replace")),
                     ("source", f"{self.settings.events_topic}/{partition}/{offset}".encode()),
                 ]))
-                continue
-            facts, duplicate = self.stage(partition).process(decoded)
-            if duplicate:
-                self.pipeline.duplicates += 1
-            self.pipeline.processed_event(decoded.type, decoded.ts, wall)
-            for index, f in enumerate(facts):
-                rows.setdefault(self.fact_partition(f.series), []).append(
-                    [f.kind, f.ts, f.series, f.value, f.subject, partition, offset, index])
-                self.pipeline.facts_sent += 1
-        out.facts = [(p, orjson.dumps(r[i:i + FACTS_PER_RECORD]))
-                     for p, r in rows.items() for i in range(0, len(r), FACTS_PER_RECORD)]
+            else:
+                cursor.origin = [offset, 0]
+                if stage.admit(offset, decoded):
+                    self.pipeline.late += 1
+                self.pipeline.processed_event(decoded.type, decoded.sent_ts / 1000.0, wall)
+                step = Out()
+                stage.advance(step)
+                self._emit(partition, cursor, step, facts, customers)
+            if offset in cursor.markers:   # a recovery: release where the crashed worker did
+                self._release(partition, cursor, facts, customers)
+        out.facts, out.customers = facts.records(), customers.records()
         self.pipeline.dlq_sent += len(out.dlq)
         return out
 
-    # --- stage 2 -----------------------------------------------------------------------------
+    def release_idle(self, wall: float | None = None, idle_seconds: float | None = None
+                     ) -> Output:
+        """Release events partitions that received nothing for the grace period of wall time
+        (``idle_seconds < 0``: every partition now): their watermark rises to the largest time
+        seen, and what they held takes effect."""
+        wall = self.wall() if wall is None else wall
+        idle = self.settings.grace_seconds if idle_seconds is None else idle_seconds
+        out = Output()
+        facts, customers = _Rows(), _Rows()
+        for (source, partition), cursor in list(self.cursors.items()):
+            stage = self.stages.get(partition)
+            if (source != EVENTS or stage is None or stage.order.max_ts is None
+                    or stage.order.released_to == stage.order.max_ts
+                    or cursor.next_offset < cursor.rehold_below   # still re-reading its held
+                    or wall - cursor.last_record_wall < idle):
+                continue
+            last = cursor.next_offset - 1
+            if last not in cursor.markers:
+                cursor.markers.append(last)
+            out.markers.append((partition, f"{partition}/r|".encode(),
+                                orjson.dumps(cursor.markers)))
+            self._release(partition, cursor, facts, customers)
+            self.unflushed.add((EVENTS, partition))
+        out.facts, out.customers = facts.records(), customers.records()
+        return out
+
+    def _release(self, partition: int, cursor: Cursor, facts: _Rows, customers: _Rows) -> None:
+        step = Out()
+        self.stage(partition).release(step)
+        self._emit(partition, cursor, step, facts, customers)
+
+    def _emit(self, partition: int, cursor: Cursor, step: Out, facts: _Rows,
+              customers: _Rows) -> None:
+        source = f"e{partition}"
+        offset = cursor.origin[0]
+        for f in step.facts:
+            index = cursor.origin[1]
+            cursor.origin[1] += 1
+            facts.add(self.partition_of(f.series),
+                      [f.kind, f.ts, f.series, f.value, f.subject, source, offset, index])
+        for r in step.customers:
+            index = cursor.origin[1]
+            cursor.origin[1] += 1
+            customers.add(self.partition_of(r.key), [r.kind, r.ts, r.key, r.conversation,
+                                                     r.value, r.series, r.ref, source, offset,
+                                                     index])
+        self.pipeline.facts_sent += len(step.facts)
+        self.pipeline.duplicates += step.duplicates
+        for type_ in step.orphans:
+            self.pipeline.orphaned[type_] = self.pipeline.orphaned.get(type_, 0.0) + 1
+
+    # --- stage 1b: customers -----------------------------------------------------------------
+
+    def on_customers(self, records: Iterable[Record]) -> Output:
+        out = Output()
+        facts = _Rows()
+        for partition, offset, _key, value in records:
+            if not self._admit(CUSTOMERS, partition, offset, out.rewinds) or value is None:
+                continue
+            stage = self.customer_stage(partition)
+            index = 0
+            for record, origin in decode_customers(value):
+                for f in stage.apply(record, origin):
+                    facts.add(self.partition_of(f.series), [
+                        f.kind, f.ts, f.series, f.value, f.subject, f"c{partition}", offset,
+                        index])
+                    index += 1
+        out.facts = facts.records()
+        return out
+
+    # --- stage 2: windows ----------------------------------------------------------------------
 
     def on_facts(self, records: Iterable[Record]) -> dict[int, int]:
         """Fold fact records into the windows; returns the rewinds asked for."""
@@ -220,76 +342,105 @@ class Engine:
 
     # --- persistence ---------------------------------------------------------------------------
 
-    def take_changes(self) -> tuple[list[Change], list[Change]]:
-        """State changed since the previous call, as changelog rows (stage, aggregates); each
-        partition's cursor row comes last, after the state it belongs to."""
-        stage_rows: list[Change] = []
-        aggregate_rows: list[Change] = []
+    def take_changes(self) -> tuple[list[Change], list[Change], list[Change]]:
+        """State changed since the previous call, as changelog rows (conversations, customers,
+        aggregates); each partition's cursor row comes last, after the state it belongs to."""
+        rows: dict[str, list[Change]] = {EVENTS: [], CUSTOMERS: [], FACTS: []}
         for source, p in sorted(self.unflushed):
             cursor = self.cursors.get((source, p))
             if cursor is None:   # partition given up since
                 continue
-            state = self.stage(p) if source == EVENTS else self.aggregator(p)
-            rows = stage_rows if source == EVENTS else aggregate_rows
-            rows.extend(_changes(p, state.take_changes()))
-            rows.append((p, f"{p}/o|".encode(), orjson.dumps(cursor.next_offset)))
+            out = rows[source]
+            if source == EVENTS:
+                stage = self.stage(p)
+                out.extend(_changes(p, stage.take_changes()))
+                if cursor.markers:   # the state now includes them
+                    cursor.markers = []
+                    out.append((p, f"{p}/r|".encode(), None))
+                held = stage.order.lowest_held_offset
+                value: Any = {"read_from": cursor.next_offset if held is None else held,
+                              "next": cursor.next_offset, "origin": cursor.origin}
+            else:
+                state: CustomerStage | Aggregator = (
+                    self.customer_stage(p) if source == CUSTOMERS else self.aggregator(p))
+                out.extend(_changes(p, state.take_changes()))
+                value = cursor.next_offset
+            out.append((p, f"{p}/o|".encode(), orjson.dumps(value)))
         self.unflushed.clear()
-        return stage_rows, aggregate_rows
+        return rows[EVENTS], rows[CUSTOMERS], rows[FACTS]
 
     def sweep(self) -> None:
-        """Expire closed conversations and passed windows (deletions go out with the next
-        ``take_changes``)."""
-        for p, st in self.stages.items():
-            if st.expire() and (EVENTS, p) in self.cursors:
-                self.unflushed.add((EVENTS, p))
+        """Forget customer records and windows no later reading can need (deletions go out
+        with the next ``take_changes``). Conversations expire in the events stage's own time
+        order, not here."""
+        for p, cs in self.customer_stages.items():
+            if cs.expire() and (CUSTOMERS, p) in self.cursors:
+                self.unflushed.add((CUSTOMERS, p))
         for p, agg in self.aggregators.items():
             if agg.expire() and (FACTS, p) in self.cursors:
                 self.unflushed.add((FACTS, p))
 
-    def load_stage(self, items: Iterable[tuple[bytes, bytes | None]]) -> None:
-        for partition, rows in self._recovered(EVENTS, items):
-            stage = self.stage(partition)
-            for key, value in rows:
-                stage.load(key, value)
-
-    def load_aggregates(self, items: Iterable[tuple[bytes, bytes | None]]) -> None:
-        for partition, rows in self._recovered(FACTS, items):
-            aggregator = self.aggregator(partition)
-            for key, value in rows:
-                aggregator.load(key, value)
+    def load(self, source: str, items: Iterable[tuple[bytes, bytes | None]]) -> None:
+        """Rebuild a stage's partitions from changelog rows, on top of what it holds (Faust
+        replays a partition it kept only from where it stopped reading)."""
+        for partition, rows, cursor in self._recovered(source, items):
+            if source == EVENTS:
+                stage = self.stage(partition)
+                stage.order.held.clear()   # re-read from the cursor's ``read_from``
+                for key, value in rows:
+                    if key == "r|":
+                        cursor.markers = list(value or [])
+                    else:
+                        stage.load(key, value)
+            else:
+                state: CustomerStage | Aggregator = (
+                    self.customer_stage(partition) if source == CUSTOMERS
+                    else self.aggregator(partition))
+                for key, value in rows:
+                    state.load(key, value)
 
     def _recovered(self, source: str, items: Iterable[tuple[bytes, bytes | None]]
-                   ) -> Iterator[tuple[int, list[tuple[str, Any]]]]:
-        """Changelog rows by partition, to load on top of the working state. A partition this
-        worker holds is loaded only if the changelog's cursor is past the engine's (another
-        worker moved it on meanwhile): otherwise the rows are this worker's own earlier
-        writes and would roll back what it processed since its last flush."""
+                   ) -> Iterator[tuple[int, list[tuple[str, Any]], Cursor]]:
+        """Changelog rows by partition, to load in place of the working state. A partition
+        this worker holds is loaded only if the changelog's cursor is past the engine's
+        (another worker moved it on meanwhile): otherwise the rows are this worker's own
+        earlier writes and would roll back what it processed since its last flush."""
         rows: dict[int, list[tuple[str, Any]]] = {}
-        logged: dict[int, int] = {}
+        logged: dict[int, Cursor] = {}
         for raw_key, raw_value in items:
             partition, key = split_key(raw_key)
             value = None if raw_value is None else orjson.loads(raw_value)
             if key == "o|":
                 if value is not None:
-                    logged[partition] = int(value)
+                    logged[partition] = _cursor_from(value)
             else:
                 rows.setdefault(partition, []).append((key, value))
         for partition in sorted(set(rows) | set(logged)):
             held = self.cursors.get((source, partition))
-            if held is not None and logged.get(partition, -1) <= held.next_offset:
+            log = logged.get(partition)
+            log_next = -1 if log is None else max(log.next_offset, log.rehold_below)
+            if held is not None and log_next <= max(held.next_offset, held.rehold_below):
                 continue
-            if partition in logged:
-                self.cursors[(source, partition)] = Cursor(logged[partition])
-            yield partition, rows.get(partition, [])
+            cursor = log or Cursor()
+            self.cursors[(source, partition)] = cursor
+            yield partition, rows.get(partition, []), cursor
 
-    def retain(self, event_partitions: set[int], fact_partitions: set[int]) -> None:
+    def retain(self, owned: dict[str, set[int]]) -> None:
         """Forget the state of partitions no longer owned (their new owner recovers it)."""
-        for p in set(self.stages) - event_partitions:
+        for p in set(self.stages) - owned.get(EVENTS, set()):
             del self.stages[p]
-        for p in set(self.aggregators) - fact_partitions:
+        for p in set(self.customer_stages) - owned.get(CUSTOMERS, set()):
+            del self.customer_stages[p]
+        for p in set(self.aggregators) - owned.get(FACTS, set()):
             del self.aggregators[p]
-        owned = {EVENTS: event_partitions, FACTS: fact_partitions}
         for source, p in list(self.cursors):
-            if p not in owned[source]:
+            if p not in owned.get(source, set()):
                 del self.cursors[(source, p)]
                 self.unflushed.discard((source, p))
+
+
+def _cursor_from(value: Any) -> Cursor:
+    if isinstance(value, dict):   # events: re-read from the oldest record held at the flush
+        return Cursor(next_offset=value["read_from"], rehold_below=value["next"],
+                      origin=list(value["origin"]))
+    return Cursor(next_offset=int(value))

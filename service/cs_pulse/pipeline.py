@@ -12,6 +12,8 @@ class PipelineStats:
     processed: dict[str, float] = field(default_factory=dict)    # by event type
     rejected: dict[str, float] = field(default_factory=dict)     # by reason
     duplicates: float = 0.0
+    late: float = 0.0               # arrived behind the watermark: took effect at it
+    orphaned: dict[str, float] = field(default_factory=dict)   # by event type
     replayed_records: float = 0.0   # re-delivered below the cursor, dropped before decoding
     rewinds: float = 0.0            # consumer rewinds asked for after a gap
     lost_records: float = 0.0       # gone from the topic (retention) before being processed

@@ -19,9 +19,10 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -53,53 +54,72 @@ def read_jsonl(path: Path) -> Iterator[Event]:
 
 # --- Anonymous Bank call centre -----------------------------------------------------------------
 
-def _clock(day: datetime, hms: str) -> float:
-    h, m, s = (int(x) for x in hms.split(":"))
-    return (day + timedelta(hours=h, minutes=m, seconds=s)).timestamp()
+BANK_TZ = ZoneInfo("Asia/Jerusalem")
+NO_TIME = "0:00:00"
+
+
+def _seconds(hms: str) -> int:
+    h, m, sec = (int(x) for x in hms.split(":"))
+    return h * 3600 + m * 60 + sec
+
+
+def _call_times(row: dict[str, str], names: list[str]) -> list[int]:
+    """Seconds after the row's local midnight, in the order given, never going backwards: a
+    time more than 12 h before the previous one is on the next day (the call crossed
+    midnight); one still before it is raised to it (negative VRU times, a service that starts
+    a second before the queue ends)."""
+    out: list[int] = []
+    prev = 0
+    for name in names:
+        t = _seconds(row[name])
+        if prev - t > 12 * 3600:
+            t += 86400
+        prev = max(prev, t)
+        out.append(prev)
+    return out
 
 
 def bank_call_events(row: dict[str, str], source: str) -> list[Event]:
-    """One call -> started [queued] then assigned+answer+closed, or abandoned, or closed (hung
-    up in the VRU). Times never go backwards (negative VRU times are clamped)."""
-    day = datetime.strptime(row["date"], "%y%m%d").replace(tzinfo=UTC)
-    cid = f"{source}-{row['call_id']}"
-    queue = row["type"].lower()   # PS, NW, NE, TT, IN, PE and the undocumented AA
-    common: dict[str, Any] = {"conversation_id": cid, "channel": "phone", "queue": queue}
-    if row["customer_id"].isdigit() and row["customer_id"] != "0":   # 0 = unidentified;
-        common["customer_id"] = row["customer_id"]   # "6.02E+11" = mangled by a spreadsheet
-    last = _clock(day, row["vru_entry"])
+    """One call, mapped as the README's "Real data" section says: the VRU is self-service (a
+    bot), then queue entry, then service or a hang-up. PHANTOM calls are not calls."""
+    if row["outcome"] == "PHANTOM":
+        return []
+    day = datetime.strptime(row["date"], "%y%m%d").replace(tzinfo=BANK_TZ)
+    cid = f"{source}-{row['vru+line']}-{row['call_id']}"   # call ids repeat across VRU lines
+    common: dict[str, Any] = {"conversation_id": cid, "channel": "phone",
+                              "queue": row["type"].lower()}   # PS, NW, ... and undocumented AA
+    if row["customer_id"].isdigit() and int(row["customer_id"]) != 0:  # 0: unidentified;
+        common["customer_id"] = row["customer_id"]   # "6.02E+11": mangled by a spreadsheet
+    queued = row["q_start"] != NO_TIME or int(row["q_time"]) > 0
+    served = row["outcome"] == "AGENT"
+    names = ["vru_entry"] + (["q_start"] if queued else [])
+    if served and row["ser_start"] != NO_TIME:
+        names += ["ser_start", "ser_exit"]
+    else:   # hung up (in the queue or the VRU), or served with no service times recorded
+        names.append("q_exit" if queued else "vru_exit")
+    times = dict(zip(names, _call_times(row, names), strict=True))
+    if served and "ser_start" not in times:   # served, and closed, on leaving the queue
+        times["ser_start"] = times["ser_exit"] = times[names[-1]]
 
-    def at(hms: str) -> float:
-        nonlocal last
-        t = _clock(day, hms)
-        while t < last - 12 * 3600:   # passed midnight
-            t += 86400
-        last = max(last, t)
-        return last
+    def ev(type_: str, name: str, suffix: str, **fields: Any) -> Event:
+        ts = day.timestamp() + times[name]   # local midnight + seconds: DST-safe enough here
+        return _event(type_, ts, f"{cid}:{suffix}", BANK_SHOP, **fields, **common)
 
-    started = last
-    out = [_event("conversation.started", started, f"{cid}:s", BANK_SHOP, **common)]
-    queued = row["q_start"] != "0:00:00" or int(row["q_time"]) > 0
+    out = [ev("conversation.started", "vru_entry", "s"),
+           ev("message.sent", "vru_entry", "v", sender="bot", chars=0)]
     if queued:
-        out.append(_event("conversation.queued", at(row["q_start"]), f"{cid}:q", BANK_SHOP,
-                          **common))
-    if row["outcome"] == "AGENT":
+        out.append(ev("conversation.queued", "q_start", "q"))
+    if served:
         agent = row["server"]
-        answered = at(row["ser_start"])
-        out += [
-            _event("conversation.assigned", answered, f"{cid}:a", BANK_SHOP, agent_id=agent,
-                   **common),
-            _event("message.sent", answered, f"{cid}:m", BANK_SHOP, sender="agent", chars=0,
-                   agent_id=agent, **common),
-            _event("conversation.closed", at(row["ser_exit"]), f"{cid}:c", BANK_SHOP,
-                   resolved=True, closed_by="agent", agent_id=agent, **common),
-        ]
-    elif queued:   # HANG or PHANTOM while waiting
-        out.append(_event("conversation.abandoned", at(row["q_exit"]), f"{cid}:x", BANK_SHOP,
-                          **common))
-    else:          # hung up in the VRU, never reached the queue
-        out.append(_event("conversation.closed", at(row["vru_exit"]), f"{cid}:c", BANK_SHOP,
-                          resolved=False, closed_by="customer", **common))
+        out += [ev("conversation.assigned", "ser_start", "a", agent_id=agent),
+                ev("message.sent", "ser_start", "m", sender="agent", chars=0, agent_id=agent),
+                ev("conversation.closed", "ser_exit", "c", resolved=True, closed_by="agent",
+                   agent_id=agent)]
+    elif queued:
+        out.append(ev("conversation.abandoned", "q_exit", "x"))
+    else:
+        out.append(ev("conversation.closed", "vru_exit", "c", resolved=False,
+                      closed_by="customer"))
     return out
 
 

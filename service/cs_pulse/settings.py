@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from cs_pulse.domain.calendar import Calendars
 
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
+
+
+def shops_config(value: str | None = None) -> dict[str, Any]:
+    """``CS_PULSE_SHOPS``: inline JSON or a path to a JSON file ({} if unset): per shop ``tz``,
+    ``peaks`` and ``sale_days`` (see ``domain/calendar.py``)."""
+    raw = value if value is not None else os.environ.get("CS_PULSE_SHOPS", "")
+    if not raw:
+        return {}
+    text = raw if raw.lstrip().startswith("{") else Path(raw).read_text()
+    config: dict[str, Any] = json.loads(text)
+    return config
 
 
 @dataclass(frozen=True)
@@ -19,6 +33,8 @@ class Settings:
     events_topic: str = field(default_factory=lambda: _env("CS_PULSE_EVENTS_TOPIC", "cs.events"))
     dlq_topic: str = field(default_factory=lambda: _env("CS_PULSE_DLQ_TOPIC", "cs.events.dlq"))
     facts_topic: str = field(default_factory=lambda: _env("CS_PULSE_FACTS_TOPIC", "cs.facts"))
+    customers_topic: str = field(
+        default_factory=lambda: _env("CS_PULSE_CUSTOMERS_TOPIC", "cs.customers"))
     partitions: int = field(default_factory=lambda: int(_env("CS_PULSE_PARTITIONS", "8")))
     metrics_host: str = field(default_factory=lambda: _env("CS_PULSE_METRICS_HOST", "0.0.0.0"))
     metrics_port: int = field(default_factory=lambda: int(_env("CS_PULSE_METRICS_PORT", "9464")))
@@ -34,7 +50,11 @@ class Settings:
     session_timeout: float = field(
         default_factory=lambda: float(_env("CS_PULSE_SESSION_TIMEOUT", "30")))
     data_dir: str = field(default_factory=lambda: _env("CS_PULSE_DATA_DIR", "/tmp/cs-pulse"))
-    calendars: Calendars = field(default_factory=Calendars.from_env)
+    shops: dict[str, Any] = field(default_factory=lambda: shops_config())
+    calendars: Calendars = field(init=False)   # from ``shops``
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "calendars", Calendars.from_config(self.shops))
 
     @property
     def broker_url(self) -> str:

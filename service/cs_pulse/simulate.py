@@ -169,7 +169,8 @@ class Simulator:
         self.at(t + self.rng.expovariate(rate), lambda tt: self._arrival(tt, shop))
         n = next(self.conv_n)
         conv = _Conv(
-            cid=f"{shop}-c{n}", shop=shop, customer=f"cust-{self.rng.randrange(5000)}",
+            cid=f"{shop}-s{self.cfg.seed}-c{n}", shop=shop,
+            customer=f"cust-{self.rng.randrange(5000)}",
             queue=self.rng.choices(["presale", "aftersale"], [0.6, 0.4])[0],
             channel=self.rng.choices(["chat", "social", "email"], [0.85, 0.1, 0.05])[0],
             patience=self.rng.expovariate(1.0 / self.cfg.patience_mean),

@@ -1,4 +1,4 @@
-"""Topic creation (idempotent) for the source, dead-letter and fact topics."""
+"""Topic creation (idempotent): every topic and changelog a worker uses."""
 
 from __future__ import annotations
 
@@ -9,17 +9,24 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from cs_pulse.settings import Settings
 
+CHANGELOG_TABLES = ("conversations", "customers", "aggregates")
+
 
 async def ensure_topics(settings: Settings) -> None:
+    """Create every topic a worker reads or writes before any consumer subscribes: a topic
+    missing when the group assigns partitions is ignored until the next metadata refresh."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = [
-            NewTopic(name, settings.partitions, 1)
-            for name in (settings.events_topic, settings.dlq_topic)
-            if name not in existing
-        ]
+        n = settings.partitions
+        wanted = [NewTopic(name, n, 1) for name in (
+            settings.events_topic, settings.dlq_topic, settings.customers_topic,
+            settings.facts_topic)]
+        wanted += [NewTopic(f"{settings.app_id}-{table}-changelog", n, 1,
+                            topic_configs={"cleanup.policy": "compact"})
+                   for table in CHANGELOG_TABLES]
+        wanted = [t for t in wanted if t.name not in existing]
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)

@@ -1,6 +1,6 @@
 """Shop calendars: time zone, peak hours and sale days. Pure Python (zoneinfo).
 
-Configured as JSON (``CS_PULSE_SHOPS`` env var: inline JSON or a path)::
+Configured as JSON (``CS_PULSE_SHOPS``, read by ``settings.py``)::
 
     {"default": {"tz": "Asia/Shanghai",
                  "peaks": [["10:00", "12:00"], ["14:00", "17:00"], ["20:00", "23:00"]],
@@ -12,12 +12,9 @@ A sale day is peak all day. Peak windows are half-open [start, end) in local tim
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -52,9 +49,9 @@ class ShopCalendar:
     def local_hour(self, ts: float) -> int:
         return _local_hour(self.tz, int(ts // 900))
 
-    def next_midnight(self, ts: float) -> float:
-        """Epoch seconds of the next local midnight after ``ts`` (DST-safe)."""
-        return _next_midnight(self.tz, int(ts // 900))
+    def midnight(self, ts: float) -> float:
+        """Epoch seconds of the local midnight starting ``ts``'s day (DST-safe)."""
+        return _midnight(self.tz, int(ts // 900))
 
     def is_peak(self, ts: float) -> bool:
         local = self.local(ts)
@@ -80,10 +77,10 @@ def _local_hour(tz: str, quarter_hour: int) -> int:
 
 
 @lru_cache(maxsize=4096)
-def _next_midnight(tz: str, quarter_hour: int) -> float:
+def _midnight(tz: str, quarter_hour: int) -> float:
     zone = _zone(tz)
     d = datetime.fromtimestamp(quarter_hour * 900, zone).date()
-    return datetime.fromordinal(d.toordinal() + 1).replace(tzinfo=zone).timestamp()
+    return datetime(d.year, d.month, d.day, tzinfo=zone).timestamp()
 
 
 @dataclass
@@ -108,11 +105,3 @@ class Calendars:
         default = make(cfg.get("default", {}), ShopCalendar())
         shops = {k: make(v, default) for k, v in cfg.get("shops", {}).items()}
         return Calendars(default, shops)
-
-    @staticmethod
-    def from_env(value: str | None = None) -> Calendars:
-        raw = value if value is not None else os.environ.get("CS_PULSE_SHOPS", "")
-        if not raw:
-            return Calendars()
-        text = raw if raw.lstrip().startswith("{") else Path(raw).read_text()
-        return Calendars.from_config(json.loads(text))

@@ -1,17 +1,26 @@
-"""The metric catalogue: every fact kind, how it aggregates, and the thresholds of the SPEC.
+"""The fact catalogue: every fact kind, how it aggregates, and the thresholds of the README.
 
-One obvious place for each concept: the conversation stage emits facts of these kinds, the
-aggregation stage folds them into counts, and the exporter names them for Prometheus.
+One obvious place for each concept: the conversation and customer stages emit facts of these
+kinds, the aggregation stage folds them, and the exporter names them for Prometheus.
 """
 
 from __future__ import annotations
 
 import bisect
 
-SERVICE_LEVEL_TARGET_SECONDS = 30.0
-SHORT_ABANDON_SECONDS = 5.0
-FCR_HORIZON_SECONDS = 24 * 3600.0
-CONVERSION_HORIZON_SECONDS = 24 * 3600.0
+SECOND = 1000   # ms
+HOUR = 3600 * SECOND
+DAY = 24 * HOUR
+
+SERVICE_LEVEL_TARGET_MS = 30 * SECOND
+SHORT_ABANDON_MS = 5 * SECOND
+FCR_HORIZON_MS = DAY
+CONVERSION_HORIZON_MS = DAY
+CLOSED_KEPT_MS = DAY + HOUR          # closed conversations: reopen within 24 h, plus margin
+OPEN_IDLE_MS = 7 * DAY               # open conversations idle this long are closed by timeout
+CUSTOMER_KEPT_MS = 2 * DAY           # customer-stage records: 24 h horizon + 24 h of skew
+
+ONLINE_STATUSES = frozenset({"online", "busy"})
 
 # Buckets cluster around the 30 s target so p50/p90 near it are sharp.
 RESPONSE_BUCKETS: tuple[float, ...] = (
@@ -20,7 +29,7 @@ RESPONSE_BUCKETS: tuple[float, ...] = (
 HANDLE_BUCKETS: tuple[float, ...] = (60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
 CSAT_BUCKETS: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0)
 
-# Histogram fact kinds: value is an observation in seconds (or score for csat).
+# Histogram fact kinds: value is an observation (seconds, or a 1-5 score for csat).
 HISTOGRAMS: dict[str, tuple[float, ...]] = {
     "first_response": RESPONSE_BUCKETS,
     "response": RESPONSE_BUCKETS,
@@ -29,40 +38,34 @@ HISTOGRAMS: dict[str, tuple[float, ...]] = {
     "csat": CSAT_BUCKETS,
 }
 
-# Counter fact kinds: value is added. Documented in the README's metric table.
+# Counter fact kinds: value is added. The README's metric definitions say what each counts.
 COUNTERS: frozenset[str] = frozenset(
     {
-        "conversations",          # conversation.started
-        "queued",                 # human-wait segments begun (start, reopen)
+        "conversations",
+        "queued",                               # settled waits, at the wait start
         "customer_messages", "customer_chars",
         "agent_messages", "agent_chars",
-        "bot_messages",
-        "runs_answered", "runs_unanswered",   # customer message runs, concluded
-        "ended", "ended_replied",             # conversations closed, with >=1 human reply
-        "sl_answered_within", "sl_answered_after",     # first reply vs 30 s
-        "sl_abandoned_within", "sl_abandoned_after",   # abandon vs 5 s short-abandon threshold
-        "abandoned", "abandoned_short",
-        "transferred", "escalated", "reopened",
-        "resolved", "resolved_reopened",      # FCR = (resolved - resolved_reopened) / resolved
-        "csat_ge4", "attitude_rated", "attitude_positive",
-        "served", "converted", "gmv", "orders_unattributed",
-        "late_corrections",      # out-of-order events that could not rewrite a published value
+        "bot_messages", "bot_chars",
+        "messages_answered", "messages_unanswered",   # customer messages to a human, concluded
+        "runs_answered", "runs_unanswered",
+        "ended", "ended_replied",
+        "sl_answered_within", "sl_answered_after",
+        "sl_abandoned_within", "sl_abandoned_after",
+        "abandoned", "abandoned_short",         # at the wait start (denominator: queued)
+        "transferred", "escalated",             # at the conversation's creation
+        "reopened",
+        "resolved", "resolved_repeat",          # FCR = (resolved - resolved_repeat) / resolved
+        "csat_satisfied", "csat_dissatisfied", "attitude_rated", "attitude_positive",
+        "served", "converted", "gmv",           # converted and gmv at the served time
+        "orders", "orders_amount", "orders_attributed",
     }
 )
 
-# Kinds that describe the queue rather than the agent who answered: not duplicated to agents.
-QUEUE_ONLY = frozenset(
-    {"conversations", "queued", "bot_messages", "abandoned", "abandoned_short", "abandon_wait",
-     "sl_abandoned_within", "sl_abandoned_after", "customer_messages", "customer_chars"}
-)
+# Kinds not listed above are stateful: the aggregation stage keeps them as a series' live
+# state (wait_open/close, unsettled_open/close, session_open/close, status, roster).
 
-# Kinds also folded into the shop's own series: the live staffing inputs (arrivals, handle
-# time, patience) must be whole on one worker.
-SHOP_KINDS = frozenset({"queued", "handle", "abandoned", "abandon_wait", "first_response"})
-
-# Stateful kinds handled by the live state of a series rather than summed.
-LIVE = frozenset(
-    {"wait_open", "wait_close", "session_open", "session_close", "presence", "roster"}
+HOURLY_KINDS = frozenset(
+    {"conversations", "customer_messages", "agent_messages", "customer_chars", "agent_chars"}
 )
 
 

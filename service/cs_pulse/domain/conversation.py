@@ -1,312 +1,414 @@
-"""Conversation state machine: folds one conversation's events into facts.
+"""Conversation state machine: folds one conversation's events, in effective-time order, into
+facts (for the windows) and customer records (for FCR and conversion).
 
-Events are applied in arrival order but placed on the conversation's timeline by event time, so a
-reply that arrives before the message it answers is still paired with it. A published value is
-never rewritten (Prometheus counters cannot go down): an out-of-order event that would change one
-is counted as ``late_corrections`` instead. The README states each definition exactly.
+The ordering stage hands events over in time order, so this is a plain forward fold. Every
+count follows the README's "Metric definitions": a wait is counted once, when it is settled, at
+its start; a customer message once, when answered or when its segment closes. Counting an
+outcome together with its denominator (and at the denominator's time) is what keeps every
+ratio in [0, 1] in every window.
 """
 
 from __future__ import annotations
 
-import bisect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .catalogue import (
-    CONVERSION_HORIZON_SECONDS,
-    FCR_HORIZON_SECONDS,
-    QUEUE_ONLY,
-    SERVICE_LEVEL_TARGET_SECONDS,
-    SHOP_KINDS,
-    SHORT_ABANDON_SECONDS,
+    CLOSED_KEPT_MS,
+    OPEN_IDLE_MS,
+    SERVICE_LEVEL_TARGET_MS,
+    SHORT_ABANDON_MS,
 )
-from .model import Event, Fact, series_key
+from .model import CustomerRecord, Event, Fact, agent_series, queue_series, shop_series
 
+PHONE = "phone"                   # no customer messages: the wait starts at the hand-off
 CUSTOMER_LEFT = frozenset({"customer", "timeout", "system"})
-MAX_REMEMBERED_EVENT_IDS = 2000  # per conversation; far above any real chat's length
+OPENING_TYPES = frozenset({
+    "conversation.started", "conversation.queued", "conversation.assigned",
+    "conversation.transferred", "conversation.escalated", "conversation.reopened",
+    "message.sent",
+})
+ORPHAN_TYPES = frozenset({"conversation.closed", "conversation.abandoned", "satisfaction.rated"})
 
 
-@dataclass
+class Out:
+    """What one step of a stage produced: facts, customer records and event outcomes."""
+
+    def __init__(self) -> None:
+        self.facts: list[Fact] = []
+        self.customers: list[CustomerRecord] = []
+        self.duplicates = 0
+        self.orphans: list[str] = []   # event types
+
+    def fact(self, kind: str, ts: int, series: list[str], value: float = 1.0,
+             subject: str = "") -> None:
+        for s in series:
+            self.facts.append(Fact(kind, ts, s, value, subject))
+
+
+@dataclass(slots=True)
 class Conversation:
     cid: str
     shop: str
+    created: int
+    customer_key: str                   # where customer records go (see ``customer_key``)
     channel: str = ""
     queue: str = ""
     team: str = ""
     agent: str = ""
-    customer: str = ""
-    status: str = "open"
-    last_ts: float = 0.0
-    # Current human-wait segment: begins at start, bot hand-off or reopen (the FRT clock).
-    segment_start: float = 0.0
-    start_confirmed: bool = False   # a conversation.started event has set segment_start
-    frt_published: bool = False
-    bot_active: bool = False        # a bot is serving; the customer is not waiting for a human
-    customer_ts: list[float] = field(default_factory=list)   # segment's customer messages
-    agent_ts: list[float] = field(default_factory=list)      # segment's human agent messages
-    published_runs: list[list[float]] = field(default_factory=list)  # [answer_ts, start_ts]
-    replied: bool = False           # >= 1 human reply since the conversation began
-    served_at: float | None = None  # first human reply ever (conversion clock)
-    assigned_at: float | None = None
-    closed_at: float | None = None
-    resolved_at: float | None = None
+    created_series: str = ""            # Q at creation: transfers and escalations count there
+    open: bool = True
+    last_ts: int = 0
+    seen: list[str] = field(default_factory=list)
     transferred: bool = False
     escalated: bool = False
-    converted: bool = False
-    wait_series: list[str] = field(default_factory=list)  # where wait_open was published
-    wait_since: float | None = None
-    session_series: str = ""        # agent series holding this open session ("" = none)
-    seen: list[str] = field(default_factory=list)
+    served: bool = False
+    resolutions: int = 0
+    # The current segment (an open period).
+    handed_off: bool = False
+    bot_served: bool = False            # a bot spoke before the first hand-off
+    customer_wrote: bool = False
+    wait_start: int | None = None       # at most one wait per segment
+    wait_series: str = ""               # Q at the wait start: the wait's figures stay there
+    wait_open: bool = False             # started, not settled
+    wait_answered: bool = False
+    pending: int = 0                    # customer messages to a human not answered yet
+    run_start: int | None = None        # first message of the unanswered run
+    replied: bool = False
+    held_from: int | None = None        # first holding of the segment (queue handle time)
+    hold_start: int | None = None
+    hold_series: str = ""
+    # Live state last published to the aggregation stage.
+    waiting_series: list[str] = field(default_factory=list)
+    waiting_since: int | None = None
+    unsettled_since: int | None = None
+
+    @property
+    def instance(self) -> str:
+        """Identity of this conversation's life: the id can be reused after expiry."""
+        return f"{self.cid}@{self.created}"
+
+    @property
+    def q(self) -> str:
+        return queue_series(self.shop, self.queue, self.channel)
+
+    @property
+    def a(self) -> list[str]:
+        return [agent_series(self.shop, self.team, self.agent)] if self.agent else []
+
+    @property
+    def deadline(self) -> int:
+        """Expiry: kept a day (and an hour) once closed, for reopens; open ones a week idle."""
+        return self.last_ts + (OPEN_IDLE_MS if self.open else CLOSED_KEPT_MS)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Conversation:
         return Conversation(**d)
 
-    @property
-    def queue_series(self) -> str:
-        return series_key(self.shop, self.queue, self.channel)
 
-    @property
-    def agent_series(self) -> str:
-        return series_key(self.shop, "", "", self.team, self.agent) if self.agent else ""
+def customer_key(shop: str, customer: str, fallback: str) -> str:
+    return f"{shop}|c:{customer}" if customer else f"{shop}|v:{fallback}"
 
 
-def message_runs(customer_ts: list[float], agent_ts: list[float]
-                 ) -> list[tuple[float, float | None]]:
-    """Runs of customer messages as (first message ts, answering agent message ts or None).
-
-    A run is ended by the next human agent message; at equal times the customer message counts
-    as first, so an instant reply is a 0 s response, not a reply to nothing.
-    """
-    runs: list[tuple[float, float | None]] = []
-    start: float | None = None
-    i = j = 0
-    while i < len(customer_ts) or j < len(agent_ts):
-        if j >= len(agent_ts) or (i < len(customer_ts) and customer_ts[i] <= agent_ts[j]):
-            if start is None:
-                start = customer_ts[i]
-            i += 1
-        else:
-            if start is not None:
-                runs.append((start, agent_ts[j]))
-                start = None
-            j += 1
-    if start is not None:
-        runs.append((start, None))
-    return runs
+def create(ev: Event, out: Out) -> Conversation:
+    """A new conversation from its first event (which the caller then applies)."""
+    c = Conversation(cid=ev.conversation_id, shop=ev.shop_id, created=ev.ts, customer_key="",
+                     last_ts=ev.ts)
+    c.customer_key = customer_key(ev.shop_id, ev.customer_id, c.instance)
+    _labels(c, ev)
+    c.created_series = c.q
+    out.fact("conversations", ev.ts, [c.q, shop_series(c.shop)])   # the shop exists from now
+    if ev.customer_id:
+        out.customers.append(CustomerRecord("contact", ev.ts, c.customer_key, c.instance))
+    return c
 
 
-class _Emitter:
-    """Collects the facts caused by one event (in a deterministic order: replays repeat it).
-
-    A KPI fact goes to the conversation's queue series and, unless it describes only the queue,
-    to its agent's series too, so both boards are computed from whole groups on one worker;
-    staffing inputs go to the shop's series as well.
-    """
-
-    def __init__(self, event: Event, conv: Conversation) -> None:
-        self.event = event
-        self.conv = conv
-        self.facts: list[Fact] = []
-
-    def __call__(self, kind: str, value: float = 1.0, ts: float | None = None) -> None:
-        self.to(self.conv.queue_series, kind, value, ts=ts)
-        if self.conv.agent and kind not in QUEUE_ONLY:
-            self.to(self.conv.agent_series, kind, value, ts=ts)
-        if kind in SHOP_KINDS:
-            self.to(series_key(self.conv.shop), kind, value, ts=ts)
-
-    def to(self, series: str, kind: str, value: float = 1.0, subject: str = "",
-           ts: float | None = None) -> None:
-        self.facts.append(
-            Fact(kind, self.event.ts if ts is None else ts, series, value, subject))
-
-
-def new_conversation(event: Event) -> Conversation:
-    return Conversation(
-        cid=event.conversation_id, shop=event.shop_id, channel=event.channel,
-        queue=event.queue, team=event.team, agent="", customer=event.customer_id,
-        last_ts=event.ts, segment_start=event.ts,
-    )
-
-
-def apply_event(conv: Conversation | None, event: Event) -> tuple[Conversation, list[Fact], bool]:
-    """Apply one conversation event. Returns (state, facts, duplicate?)."""
-    if conv is not None and event.event_id in conv.seen:
-        return conv, [], True
-    created = conv is None
-    if conv is None:
-        conv = new_conversation(event)
-    emit = _Emitter(event, conv)
-    if created:
-        emit("conversations")
-        emit("queued")
-    conv.seen.append(event.event_id)
-    if len(conv.seen) > MAX_REMEMBERED_EVENT_IDS:
-        del conv.seen[: len(conv.seen) - MAX_REMEMBERED_EVENT_IDS]
-    conv.last_ts = max(conv.last_ts, event.ts)
-    if event.channel and not conv.channel:
-        conv.channel = event.channel
-    if event.customer_id and not conv.customer:
-        conv.customer = event.customer_id
-    handler = _HANDLERS.get(event.type)
+def apply_event(c: Conversation, ev: Event, out: Out) -> None:
+    """Apply one (non-duplicate) event to a known, unexpired conversation."""
+    c.last_ts = ev.ts
+    c.seen.append(ev.event_id)
+    _labels(c, ev)
+    handler = _HANDLERS.get(ev.type)
     if handler is not None:
-        handler(conv, event, emit)
-    if conv.status == "open":
-        _publish_timeline(conv, emit)
-    _sync_waiting(conv, emit)
-    return conv, emit.facts, False
+        handler(c, ev, out)
+    _sync_waiting(c, ev.ts, out)
+
+
+def expire(c: Conversation, out: Out) -> None:
+    """An open conversation idle for a week is closed by timeout at its deadline."""
+    if c.open:
+        at = c.deadline
+        _close(c, at, out, left=True, resolved=False)
+        _sync_waiting(c, at, out)
+
+
+# --- labels and holdings -----------------------------------------------------------------------
+
+def _labels(c: Conversation, ev: Event) -> None:
+    if ev.channel and not c.channel:
+        c.channel = ev.channel
+    transfer = ev.type == "conversation.transferred"
+    queue = (ev.attrs.get("to_queue") if transfer else None) or ev.queue
+    if queue:
+        c.queue = queue
+    team = (ev.attrs.get("to_team") if transfer else None) or ev.team
+    if team:
+        c.team = team
+
+
+def _set_agent(c: Conversation, agent: str, ts: int, out: Out) -> None:
+    if agent == c.agent:
+        return
+    _end_hold(c, ts, out)
+    c.agent = agent
+    if c.open and agent:
+        _start_hold(c, ts, out)
+
+
+def _start_hold(c: Conversation, ts: int, out: Out) -> None:
+    c.hold_start = ts
+    c.hold_series = c.a[0]
+    if c.held_from is None:
+        c.held_from = ts
+    out.fact("session_open", ts, [c.hold_series], subject=c.instance)
+
+
+def _end_hold(c: Conversation, ts: int, out: Out) -> None:
+    if c.hold_start is None:
+        return
+    out.fact("session_close", ts, [c.hold_series], subject=c.instance)
+    out.fact("handle", ts, [c.hold_series], (ts - c.hold_start) / 1000.0)
+    c.hold_start = None
+    c.hold_series = ""
+
+
+# --- waits, messages, runs ------------------------------------------------------------------
+
+def _hand_off(c: Conversation, ts: int) -> None:
+    if c.handed_off or not c.open:
+        return
+    c.handed_off = True
+    if c.wait_start is None and (c.channel == PHONE or (c.bot_served and c.customer_wrote)):
+        _start_wait(c, ts)
+
+
+def _start_wait(c: Conversation, ts: int) -> None:
+    c.wait_start = ts
+    c.wait_series = c.q
+    c.wait_open = True
+
+
+def _customer_message(c: Conversation, ts: int) -> None:
+    c.customer_wrote = True
+    if (c.bot_served or c.channel == PHONE) and not c.handed_off:
+        return   # self-service: the bot (or the phone's VRU) answers these
+    if c.wait_start is None and c.channel != PHONE:
+        _start_wait(c, ts)
+    c.pending += 1
+    if c.run_start is None:
+        c.run_start = ts
+
+
+def _bot_message(c: Conversation) -> None:
+    if c.handed_off or c.bot_served:
+        return
+    # A bot before any hand-off: the whole segment so far was self-service, so a provisional
+    # wait (the customer wrote first) is no wait at all; it starts at the hand-off instead.
+    c.bot_served = True
+    c.wait_start, c.wait_open = None, False
+    c.pending, c.run_start = 0, None
+
+
+def _agent_message(c: Conversation, ts: int, sender: list[str], out: Out) -> None:
+    if c.wait_open and c.wait_start is not None:
+        frt = ts - c.wait_start
+        w = [c.wait_series]
+        out.fact("queued", c.wait_start, [*w, shop_series(c.shop)])
+        out.fact("first_response", ts, [*w, *sender, shop_series(c.shop)], frt / 1000.0)
+        out.fact("sl_answered_within" if frt <= SERVICE_LEVEL_TARGET_MS
+                 else "sl_answered_after", ts, [*w, *sender])
+        c.wait_open, c.wait_answered, c.replied = False, True, True
+        if not c.served:
+            c.served = True
+            out.fact("served", ts, [*w, *sender])
+            out.customers.append(CustomerRecord("served", ts, c.customer_key, c.instance,
+                                                series=[*w, *sender]))
+    if c.pending and c.run_start is not None:
+        here = [c.q, *sender]
+        out.fact("messages_answered", ts, here, float(c.pending))
+        out.fact("runs_answered", ts, here)
+        out.fact("response", ts, here, (ts - c.run_start) / 1000.0)
+        c.pending, c.run_start, c.replied = 0, None, True
+
+
+def _close(c: Conversation, ts: int, out: Out, *, left: bool, resolved: bool) -> None:
+    here = [c.q, *c.a]
+    if c.wait_open and c.wait_start is not None:
+        w = [c.wait_series]
+        out.fact("queued", c.wait_start, [*w, shop_series(c.shop)])
+        if left:
+            waited = ts - c.wait_start
+            short = waited < SHORT_ABANDON_MS
+            out.fact("abandoned", c.wait_start, w)
+            if short:
+                out.fact("abandoned_short", c.wait_start, w)
+            out.fact("abandon_wait", ts, [*w, shop_series(c.shop)], waited / 1000.0)
+            out.fact("sl_abandoned_within" if short else "sl_abandoned_after", ts, w)
+        c.wait_open = False
+    if c.pending:
+        out.fact("messages_unanswered", ts, here, float(c.pending))
+        out.fact("runs_unanswered", ts, here)
+        c.pending, c.run_start = 0, None
+    out.fact("ended", ts, here)
+    if c.replied:
+        out.fact("ended_replied", ts, here)
+    if c.held_from is not None:
+        out.fact("handle", ts, [c.q, shop_series(c.shop)], (ts - c.held_from) / 1000.0)
+    _end_hold(c, ts, out)
+    if resolved:
+        c.resolutions += 1
+        out.fact("resolved", ts, here)
+        out.customers.append(CustomerRecord("resolution", ts, c.customer_key, c.instance,
+                                            float(c.resolutions), here))
+    c.open = False
+
+
+def _new_segment(c: Conversation) -> None:
+    c.handed_off = c.bot_served = c.customer_wrote = False
+    c.wait_start, c.wait_series, c.wait_open, c.wait_answered = None, "", False, False
+    c.pending, c.run_start, c.replied = 0, None, False
+    c.held_from = c.hold_start = None
+    c.hold_series = ""
+
+
+def _sync_waiting(c: Conversation, ts: int, out: Out) -> None:
+    """Keep the live "waiting now" (queue and agent series) and the shop's unsettled waits (an
+    input of the arrival rate) in step with the conversation."""
+    since = None
+    if c.open:
+        if c.wait_open:
+            since = c.wait_start
+        elif c.wait_answered and c.pending:
+            since = c.run_start
+    targets = [c.q, *c.a] if since is not None else []
+    if targets != c.waiting_series or since != c.waiting_since:
+        out.fact("wait_close", ts, c.waiting_series, subject=c.instance)
+        out.fact("wait_open", ts, targets, float(since or 0), subject=c.instance)
+        c.waiting_series, c.waiting_since = targets, since
+    unsettled = c.wait_start if c.open and c.wait_open else None
+    if unsettled != c.unsettled_since:
+        shop = [shop_series(c.shop)]
+        if c.unsettled_since is not None:
+            out.fact("unsettled_close", ts, shop, subject=c.instance)
+        if unsettled is not None:
+            out.fact("unsettled_open", ts, shop, float(unsettled), subject=c.instance)
+        c.unsettled_since = unsettled
 
 
 # --- handlers -------------------------------------------------------------------------------
 
-def _on_started(conv: Conversation, ev: Event, emit: _Emitter) -> None:
-    if conv.start_confirmed:
-        return
-    conv.start_confirmed = True
-    if ev.ts < conv.segment_start:
-        if conv.frt_published:
-            emit("late_corrections")
-        else:
-            conv.segment_start = ev.ts
-            _trim_segment(conv)
-    if ev.queue:
-        _move(conv, emit, queue=ev.queue)
+def _on_queued(c: Conversation, ev: Event, out: Out) -> None:
+    _hand_off(c, ev.ts)
 
 
-def _on_queued(conv: Conversation, ev: Event, emit: _Emitter) -> None:
-    # A queue entry after the bot spoke is the bot hand-off: the FRT clock restarts there.
-    if conv.bot_active and not conv.frt_published and ev.ts >= conv.segment_start:
-        conv.segment_start = ev.ts
-        conv.bot_active = False
-        _trim_segment(conv)
-    if ev.queue:
-        _move(conv, emit, queue=ev.queue)
+def _on_assigned(c: Conversation, ev: Event, out: Out) -> None:
+    _set_agent(c, ev.agent_id, ev.ts, out)
+    _hand_off(c, ev.ts)
 
 
-def _on_assigned(conv: Conversation, ev: Event, emit: _Emitter) -> None:
-    if conv.assigned_at is None:
-        conv.assigned_at = ev.ts
-    _move(conv, emit, queue=ev.queue or conv.queue, agent=ev.agent_id or conv.agent,
-          team=ev.team or conv.team)
+def _on_transferred(c: Conversation, ev: Event, out: Out) -> None:
+    if not c.transferred:
+        c.transferred = True
+        out.fact("transferred", c.created, [c.created_series])
+    _set_agent(c, ev.attrs.get("to_agent_id", ""), ev.ts, out)
+    _hand_off(c, ev.ts)
 
 
-def _on_transferred(conv: Conversation, ev: Event, emit: _Emitter) -> None:
-    a = ev.attrs
-    if not conv.transferred:
-        conv.transferred = True
-        emit("transferred")
-    _move(conv, emit, queue=a.get("to_queue") or conv.queue,
-          agent=a.get("to_agent_id", conv.agent), team=a.get("to_team") or conv.team)
+def _on_escalated(c: Conversation, ev: Event, out: Out) -> None:
+    if not c.escalated:
+        c.escalated = True
+        out.fact("escalated", c.created, [c.created_series])
 
 
-def _on_escalated(conv: Conversation, ev: Event, emit: _Emitter) -> None:
-    if not conv.escalated:
-        conv.escalated = True
-        emit("escalated")
-
-
-def _on_message(conv: Conversation, ev: Event, emit: _Emitter) -> None:
+def _on_message(c: Conversation, ev: Event, out: Out) -> None:
     sender = ev.attrs["sender"]
     chars = float(ev.attrs.get("chars", 0))
-    in_segment = conv.status == "open" and ev.ts >= conv.segment_start
     if sender == "customer":
-        emit("customer_messages")
-        emit("customer_chars", chars)
-        if in_segment:
-            bisect.insort(conv.customer_ts, ev.ts)
+        out.fact("customer_messages", ev.ts, [c.q])
+        out.fact("customer_chars", ev.ts, [c.q], chars)
+        if c.open:
+            _customer_message(c, ev.ts)
     elif sender == "agent":
-        if ev.agent_id and ev.agent_id != conv.agent and not conv.agent:
-            _on_assigned(conv, ev, emit)  # a reply without an assignment event assigns
-        emit("agent_messages")
-        emit("agent_chars", chars)
-        if in_segment:
-            bisect.insort(conv.agent_ts, ev.ts)
-            conv.bot_active = False
-    else:  # bot
-        emit("bot_messages")
-        if in_segment and not conv.agent_ts:
-            conv.bot_active = True
+        if not c.agent:
+            _set_agent(c, ev.agent_id, ev.ts, out)
+        s = [agent_series(c.shop, c.team, ev.agent_id)]
+        out.fact("agent_messages", ev.ts, [c.q, *s])
+        out.fact("agent_chars", ev.ts, [c.q, *s], chars)
+        if c.open:
+            _hand_off(c, ev.ts)
+            _agent_message(c, ev.ts, s, out)
+    else:
+        out.fact("bot_messages", ev.ts, [c.q])
+        out.fact("bot_chars", ev.ts, [c.q], chars)
+        if c.open:
+            _bot_message(c)
 
 
-def _on_closed(conv: Conversation, ev: Event, emit: _Emitter) -> None:
-    if conv.status == "closed":
+def _on_closed(c: Conversation, ev: Event, out: Out) -> None:
+    if not c.open:
         return
-    closed_by = ev.attrs.get("closed_by", "customer" if ev.type == "conversation.abandoned" else "")
-    left = ev.type == "conversation.abandoned" or closed_by in CUSTOMER_LEFT
-    _publish_timeline(conv, emit)
-    if not conv.agent_ts and left and not conv.bot_active:
-        wait = max(0.0, ev.ts - conv.segment_start)
-        emit("abandoned")
-        emit("abandon_wait", wait)
-        if wait < SHORT_ABANDON_SECONDS:
-            emit("abandoned_short")
-            emit("sl_abandoned_within")
-        else:
-            emit("sl_abandoned_after")
-    runs = message_runs(conv.customer_ts, conv.agent_ts)
-    if runs and runs[-1][1] is None:
-        emit("runs_unanswered")
-    emit("ended")
-    if conv.replied:
-        emit("ended_replied")
-    if conv.assigned_at is not None:
-        emit("handle", max(0.0, ev.ts - conv.assigned_at))
-    if ev.attrs.get("resolved"):
-        conv.resolved_at = ev.ts
-        emit("resolved")
-    conv.status = "closed"
-    conv.closed_at = ev.ts
-    if conv.session_series:
-        emit.to(conv.session_series, "session_close", subject=conv.cid)
-        conv.session_series = ""
+    abandoned = ev.type == "conversation.abandoned"
+    left = abandoned or ev.attrs.get("closed_by") in CUSTOMER_LEFT
+    _close(c, ev.ts, out, left=left, resolved=not abandoned and bool(ev.attrs.get("resolved")))
 
 
-def _on_reopened(conv: Conversation, ev: Event, emit: _Emitter) -> None:
-    if conv.status != "closed":
+def _on_reopened(c: Conversation, ev: Event, out: Out) -> None:
+    if c.open:
         return
-    emit("reopened")
-    if conv.resolved_at is not None and ev.ts - conv.resolved_at <= FCR_HORIZON_SECONDS:
-        emit("resolved_reopened")
-    conv.resolved_at = None
-    conv.status = "open"
-    conv.segment_start = ev.ts
-    conv.frt_published = False
-    conv.bot_active = False
-    conv.customer_ts, conv.agent_ts, conv.published_runs = [], [], []
-    conv.assigned_at = ev.ts if conv.agent else None
-    emit("queued")
-    if conv.agent:
-        conv.session_series = conv.agent_series
-        emit.to(conv.session_series, "session_open", subject=conv.cid)
+    c.open = True
+    _new_segment(c)
+    out.fact("reopened", ev.ts, [c.q, *c.a])
+    out.customers.append(CustomerRecord("reopen", ev.ts, c.customer_key, c.instance))
+    if c.agent:
+        _start_hold(c, ev.ts, out)
 
 
-def _on_rated(conv: Conversation, ev: Event, emit: _Emitter) -> None:
+def _on_rated(c: Conversation, ev: Event, out: Out) -> None:
     a = ev.attrs
-    score = float(a["score"]) * 5.0 / float(a.get("scale", 5))
-    emit("csat", score)
+    low, high = float(a.get("scale_min", 1)), float(a["scale"])
+    score = 1.0 + 4.0 * (float(a["score"]) - low) / (high - low)
+    here = [c.q, *c.a]
+    out.fact("csat", ev.ts, here, score)
     if score >= 4.0:
-        emit("csat_ge4")
+        out.fact("csat_satisfied", ev.ts, here)
+    if score <= 2.0:
+        out.fact("csat_dissatisfied", ev.ts, here)
     if "attitude" in a:
-        emit("attitude_rated")
+        out.fact("attitude_rated", ev.ts, here)
         if a["attitude"] == "positive":
-            emit("attitude_positive")
+            out.fact("attitude_positive", ev.ts, here)
 
 
-def _on_order_paid(conv: Conversation, ev: Event, emit: _Emitter) -> None:
-    if conv.converted or conv.served_at is None:
-        return
-    if 0.0 <= ev.ts - conv.served_at <= CONVERSION_HORIZON_SECONDS:
-        conv.converted = True
-        emit("converted")
-        emit("gmv", float(ev.attrs.get("amount", 0.0)))
+def _on_order_paid(c: Conversation, ev: Event, out: Out) -> None:
+    order_paid(ev, out, key=c.customer_key, conversation=c.instance)
+
+
+def order_paid(ev: Event, out: Out, key: str | None, conversation: str = "") -> None:
+    """Count the order for its shop and hand it to the customer stage for attribution (unless
+    ``key`` is None: it names a conversation no longer known, which nothing can credit)."""
+    amount = float(ev.attrs.get("amount", 0.0))
+    shop = [shop_series(ev.shop_id)]
+    out.fact("orders", ev.ts, shop)
+    out.fact("orders_amount", ev.ts, shop, amount)
+    if key is not None:
+        out.customers.append(CustomerRecord("order", ev.ts, key, conversation, amount, shop,
+                                            ev.event_id))
 
 
 _HANDLERS = {
-    "conversation.started": _on_started,
     "conversation.queued": _on_queued,
     "conversation.assigned": _on_assigned,
     "conversation.transferred": _on_transferred,
@@ -318,94 +420,3 @@ _HANDLERS = {
     "satisfaction.rated": _on_rated,
     "order.paid": _on_order_paid,
 }
-
-
-# --- derived publication ----------------------------------------------------------------------
-
-def _trim_segment(conv: Conversation) -> None:
-    """Drop timeline entries that fall before a (moved) segment start."""
-    conv.customer_ts = [t for t in conv.customer_ts if t >= conv.segment_start]
-    conv.agent_ts = [t for t in conv.agent_ts if t >= conv.segment_start]
-
-
-def _publish_timeline(conv: Conversation, emit: _Emitter) -> None:
-    """Publish first response and answered runs that the timeline now determines."""
-    if conv.agent_ts and not conv.frt_published:
-        first = conv.agent_ts[0]
-        frt = first - conv.segment_start
-        conv.frt_published = True
-        emit("first_response", frt, ts=first)
-        emit("sl_answered_within" if frt <= SERVICE_LEVEL_TARGET_SECONDS
-             else "sl_answered_after", ts=first)
-        if not conv.replied:
-            conv.replied = True
-            conv.served_at = first
-            emit("served", ts=first)
-    published = {answer: start for answer, start in conv.published_runs}
-    for start, answer in message_runs(conv.customer_ts, conv.agent_ts):
-        if answer is None:
-            continue
-        if answer in published:
-            if published[answer] != start:
-                # An earlier message of an already-answered run arrived late: keep the
-                # published value and say so.
-                conv.published_runs = [
-                    [a, start if a == answer else st] for a, st in conv.published_runs
-                ]
-                emit("late_corrections")
-            continue
-        conv.published_runs.append([answer, start])
-        emit("response", answer - start, ts=answer)
-        emit("runs_answered", ts=answer)
-
-
-def _waiting_since(conv: Conversation) -> float | None:
-    if conv.status != "open" or conv.bot_active:
-        return None
-    if not conv.agent_ts:
-        return conv.segment_start
-    runs = message_runs(conv.customer_ts, conv.agent_ts)
-    if runs and runs[-1][1] is None:
-        return runs[-1][0]
-    return None
-
-
-def _sync_waiting(conv: Conversation, emit: _Emitter) -> None:
-    """Keep "waiting now" in step: the customer waits in the queue's and the agent's series."""
-    since = _waiting_since(conv)
-    targets = []
-    if since is not None:
-        targets = [conv.queue_series] + ([conv.agent_series] if conv.agent else [])
-    if targets == conv.wait_series and since == conv.wait_since:
-        return
-    for series in conv.wait_series:
-        emit.to(series, "wait_close", subject=conv.cid)
-    for series in targets:
-        emit.to(series, "wait_open", since or 0.0, subject=conv.cid)
-    conv.wait_series, conv.wait_since = targets, since
-
-
-def _move(conv: Conversation, emit: _Emitter, *, queue: str | None = None,
-          agent: str | None = None, team: str | None = None) -> None:
-    """Change queue/agent/team labels; open sessions follow the agent."""
-    old_agent_series = conv.session_series
-    if queue is not None:
-        conv.queue = queue
-    if agent is not None:
-        conv.agent = agent
-    if team is not None:
-        conv.team = team
-    new_agent_series = conv.agent_series if conv.status == "open" else ""
-    if new_agent_series != old_agent_series:
-        if old_agent_series:
-            emit.to(old_agent_series, "session_close", subject=conv.cid)
-        if new_agent_series:
-            emit.to(new_agent_series, "session_open", subject=conv.cid)
-        conv.session_series = new_agent_series
-
-
-def expired(conv: Conversation, now: float) -> bool:
-    """Closed conversations are kept a day for reopen/FCR/conversion; idle open ones a week."""
-    if conv.status == "closed":
-        return now - conv.last_ts > FCR_HORIZON_SECONDS + 3600.0
-    return now - conv.last_ts > 7 * 86400.0

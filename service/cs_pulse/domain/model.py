@@ -1,8 +1,8 @@
-"""Event and fact types of the domain core. Pure Python: no Kafka, no Faust.
+"""Event, fact and series types of the domain core. Pure Python: no Kafka, no Faust.
 
-Time is event time in float seconds since the Unix epoch. On the wire, ``ts`` is epoch
-milliseconds (an integer), chosen over RFC 3339 because it is unambiguous across time zones and
-cheap to validate and compare.
+Time is integer epoch milliseconds everywhere in the core (``ts`` on the wire is epoch ms):
+durations are computed exactly and exported as ``ms / 1000`` seconds, so a 30.000 s answer is
+never 29.999999 or 30.000001 s depending on the order of float operations.
 """
 
 from __future__ import annotations
@@ -10,32 +10,45 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# A series is the label set a fact is aggregated under. Stored as one string so it can be a
-# Kafka key and a dict key; label values are validated by the schemas to never contain "|".
-SERIES_LABELS = ("shop", "queue", "channel", "team", "agent")
+# A series is the label set a fact is counted under, kept as one string (a Kafka key and a dict
+# key). The first field says which kind it is, so a queue without name never aliases the shop.
+QUEUE, AGENT = "q", "a"   # and "s": a shop
+QUEUE_LABELS = ("shop", "queue", "channel")
+AGENT_LABELS = ("shop", "team", "agent")
 
 
-def series_key(shop: str, queue: str = "", channel: str = "", team: str = "",
-               agent: str = "") -> str:
-    return f"{shop}|{queue}|{channel}|{team}|{agent}"
+def queue_series(shop: str, queue: str, channel: str) -> str:
+    return f"q|{shop}|{queue}|{channel}"
 
 
-def series_labels(key: str) -> tuple[str, str, str, str, str]:
-    shop, queue, channel, team, agent = key.split("|")
-    return shop, queue, channel, team, agent
+def agent_series(shop: str, team: str, agent: str) -> str:
+    return f"a|{shop}|{team}|{agent}"
+
+
+def shop_series(shop: str) -> str:
+    return f"s|{shop}"
+
+
+def parse_series(key: str) -> tuple[str, tuple[str, ...]]:
+    """(kind, label values): ``("q", (shop, queue, channel))``, ``("a", (shop, team, agent))``
+    or ``("s", (shop,))``. Label values never contain "|" (the schemas forbid it)."""
+    kind, *values = key.split("|")
+    return kind, tuple(values)
 
 
 def series_shop(key: str) -> str:
-    return key.split("|", 1)[0]
+    return key.split("|", 2)[1]
 
 
 @dataclass(slots=True)
 class Event:
-    """A validated chat-platform event (see ``schemas/``)."""
+    """A validated chat-platform event (see ``schemas/``). ``ts`` starts as the event's own time
+    and becomes its effective time when the ordering stage admits it; ``sent_ts`` keeps the
+    original for the pipeline lag."""
 
     event_id: str
     type: str
-    ts: float
+    ts: int
     shop_id: str
     conversation_id: str = ""
     channel: str = ""
@@ -44,14 +57,15 @@ class Event:
     team: str = ""
     customer_id: str = ""
     attrs: dict[str, Any] = field(default_factory=dict)
+    sent_ts: int = 0
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Event:
-        """Build from a schema-valid dict; type-specific fields land in ``attrs``."""
+        """Build from a schema-valid dict; type-specific fields stay in ``attrs``."""
         return Event(
             event_id=d["event_id"],
             type=d["type"],
-            ts=d["ts"] / 1000.0,
+            ts=d["ts"],
             shop_id=d["shop_id"],
             conversation_id=d.get("conversation_id", ""),
             channel=d.get("channel", ""),
@@ -60,21 +74,37 @@ class Event:
             team=d.get("team", ""),
             customer_id=d.get("customer_id", ""),
             attrs=d,
+            sent_ts=d["ts"],
         )
 
 
 @dataclass(slots=True)   # not frozen: a frozen __init__ costs a setattr call per field
 class Fact:
-    """One observation handed from the conversation stage to the aggregation stage.
-
-    Its identity is its origin (the event record that caused it and its index among that
-    event's facts), kept next to it by the engine, so a replayed event's facts can be dropped.
-    ``subject`` names the conversation for stateful gauges (waiting now, open sessions); it is
-    never exported as a label.
-    """
+    """One observation for the aggregation stage: ``kind`` counted under ``series`` at ``ts``
+    (ms). ``subject`` names the conversation (or agent) for stateful kinds (waiting, sessions,
+    roster); it is never exported as a label."""
 
     kind: str
-    ts: float
+    ts: int
     series: str
     value: float = 1.0
     subject: str = ""
+
+
+@dataclass(slots=True)
+class CustomerRecord:
+    """What the conversation stage tells the customer stage (keyed by ``key``: the shop and
+    customer, or the conversation itself when it has no customer).
+
+    ``kind``: ``contact`` (a conversation created), ``resolution`` (``value`` = its ordinal in the
+    conversation), ``reopen``, ``served`` or ``order`` (``value`` = amount, ``ref`` = the order
+    event's id, ``conversation`` = the conversation it names, if any). ``series`` are where
+    the customer stage's answers are counted."""
+
+    kind: str
+    ts: int
+    key: str
+    conversation: str = ""
+    value: float = 0.0
+    series: list[str] = field(default_factory=list)
+    ref: str = ""

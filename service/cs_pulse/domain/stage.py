@@ -1,95 +1,177 @@
-"""Conversation stage: per-partition state of conversations (and other entities) -> facts.
+"""Conversation stage: one events partition's order, conversations and entities -> facts.
 
-Idempotent by ``event_id``: each conversation (or agent/customer entity) remembers the ids it
-has applied. (Facts re-sent after a crash are dropped by the aggregation stage by their origin.)
+Events are admitted on arrival (``admit``: effective time, lateness) and take effect in time
+order once the watermark reaches them (``advance``). Conversations expire on the watermark, in
+the same time order, so what expires before an event arrives depends only on the log — never on
+how fast a worker reads it. Idempotent by ``event_id`` per conversation, agent or customer.
 """
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
-from .aggregate import ONLINE_STATUSES
-from .conversation import Conversation, apply_event, expired
-from .model import Event, Fact, series_key
+from .catalogue import ONLINE_STATUSES
+from .conversation import (
+    OPENING_TYPES,
+    ORPHAN_TYPES,
+    Conversation,
+    Out,
+    apply_event,
+    create,
+    customer_key,
+    expire,
+    order_paid,
+)
+from .model import Event, agent_series, shop_series
+from .ordering import Reorder
 
-MAX_ENTITY_IDS = 500
+MAX_ENTITY_IDS = 2000
 
 
 @dataclass
+class Entity:
+    """An agent or a customer's orders: ids seen, and an agent's last known concurrency."""
+
+    seen: list[str] = field(default_factory=list)
+    max_concurrency: float = 1.0
+
+
 class ConversationStage:
-    conversations: dict[str, Conversation] = field(default_factory=dict)
-    entities: dict[str, list[str]] = field(default_factory=dict)  # entity key -> seen event ids
-    max_ts: float = 0.0
-    _dirty: set[str] = field(default_factory=set)
+    def __init__(self, grace_ms: int = 5000) -> None:
+        self.order = Reorder(grace_ms)
+        self.conversations: dict[str, Conversation] = {}
+        self.entities: dict[str, Entity] = {}
+        # (deadline, conversation id, created): at least one entry per conversation, never
+        # later than its deadline (stale ones are re-checked when they come up).
+        self.deadlines: list[tuple[int, str, int]] = []
+        self._dirty: set[str] = set()
 
-    def process(self, event: Event) -> tuple[list[Fact], bool]:
-        """Apply one event; returns (facts, duplicate?)."""
-        self.max_ts = max(self.max_ts, event.ts)
-        if event.conversation_id:
-            conv = self.conversations.get(event.conversation_id)
-            conv, facts, dup = apply_event(conv, event)
-            if not dup:
-                self.conversations[conv.cid] = conv
-                self._dirty.add(f"c|{conv.cid}")
-        else:
-            facts, dup = self._entity_event(event)
-        return facts, dup
+    # --- time order ---------------------------------------------------------------------------
 
-    def _entity_event(self, event: Event) -> tuple[list[Fact], bool]:
-        key = f"{event.shop_id}:{event.agent_id or event.customer_id}"
-        seen = self.entities.setdefault(key, [])
-        if event.event_id in seen:
-            return [], True
-        seen.append(event.event_id)
-        if len(seen) > MAX_ENTITY_IDS:
-            del seen[: len(seen) - MAX_ENTITY_IDS]
-        self._dirty.add(f"e|{key}")
-        if event.type == "agent.status":
-            series = series_key(event.shop_id, "", "", event.team, event.agent_id)
-            status = event.attrs["status"]
-            maxc = float(event.attrs.get("max_concurrency", 0))
-            roster = maxc if status in ONLINE_STATUSES else -1.0  # -1: not available
-            return [
-                Fact("presence", event.ts, series, maxc, status),
-                Fact("roster", event.ts, series_key(event.shop_id), roster, event.agent_id),
-            ], False
-        if event.type == "agent.heartbeat":
-            series = series_key(event.shop_id, "", "", event.team, event.agent_id)
-            return [Fact("presence", event.ts, series, 0.0, "heartbeat")], False
-        if event.type == "order.paid":
-            return [Fact("orders_unattributed", event.ts, series_key(event.shop_id))], False
-        return [], False   # order.refunded and the like: accepted, no KPI depends on them
+    def admit(self, offset: int, event: Event) -> bool:
+        """Hold a valid record; True if it is late (it then takes effect at the watermark)."""
+        self._dirty.add("m")
+        return self.order.admit(offset, event)
 
-    def expire(self) -> int:
-        gone = [cid for cid, c in self.conversations.items() if expired(c, self.max_ts)]
-        for cid in gone:
+    def advance(self, out: Out) -> None:
+        """Apply every held event the watermark has reached, and expire conversations, in
+        time order."""
+        for _, event in self.order.due():
+            self._expire_before(event.ts, out)
+            self._apply(event, out)
+        w = self.order.watermark
+        if w is not None:
+            self._expire_before(w, out)
+
+    def release(self, out: Out) -> None:
+        """Idle release: everything held takes effect."""
+        self.order.release()
+        self._dirty.add("m")
+        self.advance(out)
+
+    def _expire_before(self, limit: int, out: Out) -> None:
+        while self.deadlines and self.deadlines[0][0] < limit:
+            _, cid, created = heapq.heappop(self.deadlines)
+            conv = self.conversations.get(cid)
+            if conv is None or conv.created != created:
+                continue
+            due = conv.deadline
+            if due >= limit:
+                heapq.heappush(self.deadlines, (due, cid, created))
+                continue
+            expire(conv, out)
             del self.conversations[cid]
             self._dirty.add(f"c|{cid}")
-        return len(gone)
+
+    # --- applying -----------------------------------------------------------------------------
+
+    def _apply(self, ev: Event, out: Out) -> None:
+        if not ev.conversation_id or ev.type.startswith("agent."):
+            self._entity_event(ev, out)
+            return
+        cid = ev.conversation_id
+        conv = self.conversations.get(cid)
+        if conv is None:
+            if ev.type in OPENING_TYPES:
+                conv = self.conversations[cid] = create(ev, out)
+                heapq.heappush(self.deadlines, (conv.deadline, cid, conv.created))
+                apply_event(conv, ev, out)
+            elif ev.type in ORPHAN_TYPES:
+                out.orphans.append(ev.type)
+                return
+            elif ev.type == "order.paid":   # names a conversation no longer known: no credit
+                order_paid(ev, out, key=None)
+                return
+            else:
+                return
+        elif ev.event_id in conv.seen:
+            out.duplicates += 1
+            return
+        else:
+            was_open = conv.open
+            apply_event(conv, ev, out)
+            if was_open and not conv.open:   # closing shortens the deadline
+                heapq.heappush(self.deadlines, (conv.deadline, cid, conv.created))
+        self._dirty.add(f"c|{cid}")
+
+    def _entity_event(self, ev: Event, out: Out) -> None:
+        agent = ev.type.startswith("agent.")
+        key = f"a|{ev.shop_id}|{ev.agent_id}" if agent else f"c|{ev.shop_id}|{ev.customer_id}"
+        entity = self.entities.get(key)
+        if entity is None:
+            entity = self.entities[key] = Entity()
+        if ev.event_id in entity.seen:
+            out.duplicates += 1
+            return
+        entity.seen.append(ev.event_id)
+        if len(entity.seen) > MAX_ENTITY_IDS:
+            del entity.seen[: len(entity.seen) - MAX_ENTITY_IDS]
+        self._dirty.add(f"e|{key}")
+        if ev.type == "agent.status":
+            status = ev.attrs["status"]
+            if ev.attrs.get("max_concurrency", 0) >= 1:   # 0 or missing keeps the last value
+                entity.max_concurrency = float(ev.attrs["max_concurrency"])
+            out.fact("status", ev.ts, [agent_series(ev.shop_id, ev.team, ev.agent_id)],
+                     entity.max_concurrency, subject=status)
+            out.fact("roster", ev.ts, [shop_series(ev.shop_id)],
+                     entity.max_concurrency if status in ONLINE_STATUSES else -1.0,
+                     subject=ev.agent_id)
+        elif ev.type == "order.paid":
+            order_paid(ev, out, key=customer_key(ev.shop_id, ev.customer_id, ""))
+
+    # --- persistence ----------------------------------------------------------------------------
 
     def take_changes(self) -> list[tuple[str, Any]]:
         out: list[tuple[str, Any]] = []
         for key in self._dirty:
             kind, _, name = key.partition("|")
-            if kind == "c":
+            if kind == "m":
+                out.append(("m", {"max_ts": self.order.max_ts,
+                                  "released_to": self.order.released_to}))
+            elif kind == "c":
                 conv = self.conversations.get(name)
                 out.append((key, None if conv is None else conv.to_dict()))
             else:
-                out.append((key, self.entities.get(name)))
+                entity = self.entities.get(name)
+                out.append((key, None if entity is None else
+                            {"seen": entity.seen, "max_concurrency": entity.max_concurrency}))
         self._dirty.clear()
         return out
 
     def load(self, key: str, value: Any) -> None:
         """Rebuild one key from the changelog (value None = deleted)."""
         kind, _, name = key.partition("|")
-        if kind == "c" and value is None:
+        if kind == "m":
+            if value is not None:
+                self.order.max_ts, self.order.released_to = value["max_ts"], value["released_to"]
+        elif kind == "c" and value is None:
             self.conversations.pop(name, None)
         elif kind == "c":
-            conv = Conversation.from_dict(value)
-            self.conversations[name] = conv
-            self.max_ts = max(self.max_ts, conv.last_ts)
+            conv = self.conversations[name] = Conversation.from_dict(value)
+            heapq.heappush(self.deadlines, (conv.deadline, name, conv.created))
         elif value is None:
             self.entities.pop(name, None)
         else:
-            self.entities[name] = value
+            self.entities[name] = Entity(value["seen"], value["max_concurrency"])

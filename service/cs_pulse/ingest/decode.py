@@ -19,6 +19,8 @@ from cs_pulse.domain.model import Event
 
 MAX_EVENT_BYTES = 64 * 1024
 MAX_FUTURE_SKEW_SECONDS = 300.0
+MIN_TS_MS = 631_152_000_000      # 1990-01-01
+MAX_TS_MS = 4_102_444_800_000    # 2100-01-01
 REASONS = (
     "oversized", "malformed_json", "not_object", "unknown_type", "missing_field",
     "invalid_field", "future_timestamp", "ancient_timestamp",
@@ -36,14 +38,34 @@ class Rejected:
     detail: str
 
 
-def _load_validators() -> dict[str, Callable[[Any], Any]]:
-    validators: dict[str, Callable[[Any], Any]] = {}
+@dataclass(frozen=True, slots=True)
+class _Schema:
+    validate: Callable[[Any], Any]
+    required: tuple[str, ...]
+    one_of_required: tuple[tuple[str, ...], ...]   # anyOf: at least one of these groups
+    required_if: tuple[tuple[dict[str, Any], tuple[str, ...]], ...]   # if const: then required
+
+
+def _load_validators() -> dict[str, _Schema]:
+    validators: dict[str, _Schema] = {}
     for path in sorted(schemas_dir().glob("*.v1.json")):
         schema = orjson.loads(path.read_bytes())
-        validators[schema["title"]] = fastjsonschema.compile(schema)
+        validators[schema["title"]] = _Schema(
+            fastjsonschema.compile(schema), tuple(schema.get("required", ())),
+            tuple(tuple(alt.get("required", ())) for alt in schema.get("anyOf", ())),
+            _required_if(schema))
     if not validators:
         raise RuntimeError(f"no event schemas found in {schemas_dir()}")
     return validators
+
+
+def _required_if(schema: dict[str, Any]) -> tuple[tuple[dict[str, Any], tuple[str, ...]], ...]:
+    """``if: {properties: {x: {const: v}}}, then: {required: [...]}`` pairs, top level."""
+    cond, then = schema.get("if"), schema.get("then")
+    if not cond or not then or not then.get("required"):
+        return ()
+    consts = {k: v["const"] for k, v in cond.get("properties", {}).items() if "const" in v}
+    return ((consts, tuple(then["required"])),)
 
 
 class Decoder:
@@ -71,23 +93,32 @@ class Decoder:
         return self.validate(data)
 
     def validate(self, data: Any) -> Event | Rejected:
+        """The first reason that applies, in the README's order."""
         if not isinstance(data, dict):
             return Rejected("not_object", type(data).__name__)
         type_ = data.get("type")
-        validator = self.validators.get(type_) if isinstance(type_, str) else None
-        if validator is None:
+        schema = self.validators.get(type_) if isinstance(type_, str) else None
+        if schema is None:
             return Rejected("unknown_type", repr(data.get("type"))[:100])
+        missing = [f for f in schema.required if f not in data]
+        for consts, fields in schema.required_if:
+            if all(data.get(k) == v for k, v in consts.items()):
+                missing += [f for f in fields if f not in data]
+        if not missing and schema.one_of_required and not any(
+                all(f in data for f in group) for group in schema.one_of_required):
+            missing = ["|".join(g[0] for g in schema.one_of_required)]
+        if missing:
+            return Rejected("missing_field", f"missing {', '.join(missing)}"[:200])
+        ts = data["ts"]
+        if isinstance(ts, float) and ts.is_integer():   # 1.7e12 is an integer in JSON Schema
+            ts = data["ts"] = int(ts)
+        if isinstance(ts, int) and not isinstance(ts, bool):
+            if ts < MIN_TS_MS:
+                return Rejected("ancient_timestamp", f"ts {ts} before 1990")
+            if ts > MAX_TS_MS or ts / 1000.0 > self.now() + MAX_FUTURE_SKEW_SECONDS:
+                return Rejected("future_timestamp", f"ts {ts} ahead of worker clock")
         try:
-            validator(data)
+            schema.validate(data)
         except fastjsonschema.JsonSchemaValueException as exc:
-            # Our schemas use anyOf only for "one of these fields is required".
-            missing = "must contain" in exc.message or exc.rule == "anyOf"
-            reason = "missing_field" if missing else "invalid_field"
-            if exc.name == "data.ts" and "bigger than or equal" in exc.message:
-                reason = "ancient_timestamp"
-            elif exc.name == "data.ts" and "smaller than or equal" in exc.message:
-                reason = "future_timestamp"
-            return Rejected(reason, exc.message[:200])
-        if data["ts"] / 1000.0 > self.now() + MAX_FUTURE_SKEW_SECONDS:
-            return Rejected("future_timestamp", f"ts {data['ts']} ahead of worker clock")
+            return Rejected("invalid_field", exc.message[:200])
         return Event.from_dict(data)

@@ -1,0 +1,88 @@
+-- =====================================================================================
+-- 01  Valid events, effective time and order
+-- =====================================================================================
+-- Inputs created by the Python glue (recompute.py):
+--   raw_valid(part, off, j JSON)      records that passed validation (ts normalised to an int)
+--   raw_rejected(part, off, reason)   records sent to the dead-letter topic
+--   releases(part, off)               "right after the record at this offset the partition was
+--                                     released"
+--   params(now_ms, now_s, grace_ms)   the reading instant and the grace G
+--   shop_cfg(shop, tz, peaks, sale_days)   calendar; shop '' is the default
+--
+-- README "Time, order and lateness":
+--   "Each events partition has a watermark: before a record arrives, W = (largest ts among
+--    the valid records that arrived before it in this partition) − G, or higher if the
+--    partition was released (below); −∞ at first."
+--   "A record's effective time is max(ts, W). A record with ts < W is late
+--    (cs_events_late_total): it is not dropped, it takes effect at W instead of its own time."
+--   "In each partition, events take effect in the order of (effective time, offset)."
+--   "A partition that receives no record for G seconds of wall time is released: everything it
+--    holds takes effect and its watermark rises to the largest ts seen."
+
+CREATE OR REPLACE TABLE ev_fields AS
+SELECT
+    part,
+    off,
+    j ->> 'type'                                        AS type,
+    j ->> 'event_id'                                    AS event_id,
+    CAST(j ->> 'ts' AS BIGINT)                          AS ts,
+    j ->> 'shop_id'                                     AS shop_id,
+    j ->> 'conversation_id'                             AS conversation_id,
+    j ->> 'channel'                                     AS channel,
+    j ->> 'queue'                                       AS queue,
+    j ->> 'agent_id'                                    AS agent_id,
+    j ->> 'team'                                        AS team,
+    j ->> 'customer_id'                                 AS customer_id,
+    j ->> 'to_agent_id'                                 AS to_agent_id,
+    j ->> 'to_queue'                                    AS to_queue,
+    j ->> 'to_team'                                     AS to_team,
+    j ->> 'sender'                                      AS sender,
+    CAST(CAST(j ->> 'chars' AS DOUBLE) AS BIGINT)       AS chars,
+    j ->> 'status'                                      AS status,
+    CAST(CAST(j ->> 'max_concurrency' AS DOUBLE) AS BIGINT) AS max_concurrency,
+    CAST(j ->> 'resolved' AS BOOLEAN)                   AS resolved,
+    j ->> 'closed_by'                                   AS closed_by,
+    CAST(j ->> 'score' AS DOUBLE)                       AS score,
+    CAST(j ->> 'scale' AS DOUBLE)                       AS scale,
+    CASE WHEN json_type(j, '$.scale_min') IN ('BIGINT', 'UBIGINT', 'DOUBLE')
+         THEN CAST(j ->> 'scale_min' AS DOUBLE) END    AS scale_min,
+    j ->> 'attitude'                                    AS attitude,
+    CAST(j ->> 'amount' AS DOUBLE)                      AS amount
+FROM raw_valid;
+
+-- Release floors: a release right after offset r lifts the watermark to the largest ts of
+-- the valid records that arrived up to r (the floor is monotone in r, so the latest release
+-- before a record gives its floor).
+CREATE OR REPLACE TABLE ev_running AS
+SELECT
+    f.*,
+    max(ts) OVER (PARTITION BY part ORDER BY off
+                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS max_ts_before,
+    max(ts) OVER (PARTITION BY part ORDER BY off ROWS UNBOUNDED PRECEDING) AS max_ts_incl
+FROM ev_fields f;
+
+CREATE OR REPLACE TABLE release_floor AS
+SELECT r.part, r.off AS rel_off, v.max_ts_incl AS floor_ts
+FROM releases r
+ASOF JOIN ev_running v ON r.part = v.part AND r.off >= v.off;
+
+-- ev: one row per valid record, with its watermark W, effective time and lateness.
+CREATE OR REPLACE TABLE ev AS
+WITH w AS (
+    SELECT
+        v.*,
+        greatest(v.max_ts_before - p.grace_ms, rf.floor_ts) AS wm   -- NULL = −∞
+    FROM ev_running v
+    CROSS JOIN params p
+    ASOF LEFT JOIN release_floor rf ON v.part = rf.part AND v.off > rf.rel_off
+)
+SELECT
+    * EXCLUDE (max_ts_before, max_ts_incl),
+    CASE WHEN wm IS NOT NULL AND ts < wm THEN wm ELSE ts END AS eff,   -- max(ts, W)
+    coalesce(ts < wm, false)                                 AS late
+FROM w;
+
+-- The reading watermark of each partition: every partition counts as released at the end of
+-- the log, so its watermark is the largest ts seen in it.
+CREATE OR REPLACE TABLE part_wm AS
+SELECT part, max(ts) AS wm_final FROM ev GROUP BY part;

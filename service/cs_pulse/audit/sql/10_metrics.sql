@@ -1,0 +1,336 @@
+-- =====================================================================================
+-- 10  One view per metric family: the counted items
+-- =====================================================================================
+-- Every view yields items (metric, kind, shop, l2, l3, lbl, t, v):
+--   kind 'q' queue series (l2 = queue, l3 = channel), 'a' agent series (l2 = team,
+--   l3 = agent), 's' shop; lbl the extra label value ('' when none); t the count time (ms);
+--   v the value (1 for a count; ms for durations; chars; amounts; normalised scores).
+-- README "Conversations / Series": "Q below is the queue series and A the agent series of the
+-- conversation's current agent at the event that causes the fact; S is the agent series of
+-- the sender of the human agent message that causes it (team = the conversation's team)."
+-- Facts "under Q and A" go only under Q when the conversation has no agent.
+
+-- ---------------------------------------------------------------- waits ----------------------
+-- "cs_queued_total (waits) | every settled wait: Q_w | wait start"
+CREATE OR REPLACE VIEW m_queued AS
+SELECT 'queued' AS metric, 'q' AS kind, shop, ws_q AS l2, ws_ch AS l3, '' AS lbl,
+       ws_eff AS t, 1.0 AS v
+FROM waits WHERE outcome <> 'waiting';
+
+-- "cs_first_response_seconds histogram | answered: Q_w and S | answer"
+-- "First response time = that message − wait start."
+CREATE OR REPLACE VIEW m_first_response_seconds AS
+SELECT 'first_response_seconds' AS metric, 'q' AS kind, shop, ws_q AS l2, ws_ch AS l3,
+       '' AS lbl, ans_eff AS t, CAST(ans_eff - ws_eff AS DOUBLE) AS v
+FROM waits WHERE outcome = 'answered'
+UNION ALL
+SELECT 'first_response_seconds', 'a', shop, ans_tm, ans_agent, '', ans_eff,
+       CAST(ans_eff - ws_eff AS DOUBLE)
+FROM waits WHERE outcome = 'answered';
+
+-- "cs_service_level_contacts_total{outcome} | answered_within (≤ 30 s) / answered_after: Q_w
+--  and S; abandoned_within (short) / abandoned_after: Q_w | answer / close"
+CREATE OR REPLACE VIEW m_service_level_contacts AS
+SELECT 'service_level_contacts' AS metric, 'q' AS kind, shop, ws_q AS l2, ws_ch AS l3,
+       CASE WHEN ans_eff - ws_eff <= 30000 THEN 'answered_within' ELSE 'answered_after' END
+           AS lbl,
+       ans_eff AS t, 1.0 AS v
+FROM waits WHERE outcome = 'answered'
+UNION ALL
+SELECT 'service_level_contacts', 'a', shop, ans_tm, ans_agent,
+       CASE WHEN ans_eff - ws_eff <= 30000 THEN 'answered_within' ELSE 'answered_after' END,
+       ans_eff, 1.0
+FROM waits WHERE outcome = 'answered'
+UNION ALL
+SELECT 'service_level_contacts', 'q', shop, ws_q, ws_ch,
+       CASE WHEN close_eff - ws_eff < 5000 THEN 'abandoned_within' ELSE 'abandoned_after' END,
+       close_eff, 1.0
+FROM waits WHERE outcome = 'abandoned';
+
+-- "cs_abandoned_total, cs_short_abandoned_total | abandoned: Q_w | wait start"
+-- "abandon wait = close − wait start; short if < 5 s"
+CREATE OR REPLACE VIEW m_abandoned AS
+SELECT 'abandoned' AS metric, 'q' AS kind, shop, ws_q AS l2, ws_ch AS l3, '' AS lbl,
+       ws_eff AS t, 1.0 AS v
+FROM waits WHERE outcome = 'abandoned';
+
+CREATE OR REPLACE VIEW m_short_abandoned AS
+SELECT 'short_abandoned' AS metric, 'q' AS kind, shop, ws_q AS l2, ws_ch AS l3, '' AS lbl,
+       ws_eff AS t, 1.0 AS v
+FROM waits WHERE outcome = 'abandoned' AND close_eff - ws_eff < 5000;
+
+-- "cs_abandon_wait_seconds histogram | abandoned: Q_w | close"
+CREATE OR REPLACE VIEW m_abandon_wait_seconds AS
+SELECT 'abandon_wait_seconds' AS metric, 'q' AS kind, shop, ws_q AS l2, ws_ch AS l3,
+       '' AS lbl, close_eff AS t, CAST(close_eff - ws_eff AS DOUBLE) AS v
+FROM waits WHERE outcome = 'abandoned';
+
+-- ---------------------------------------------------------------- messages -------------------
+-- "cs_messages_total{sender} and cs_message_characters_total{sender} (chars) count every
+--  message at its time: customer and bot under Q; agent under Q and S."
+CREATE OR REPLACE VIEW m_messages AS
+SELECT 'messages' AS metric, 'q' AS kind, shop, q AS l2, ch AS l3, sender AS lbl, eff AS t,
+       1.0 AS v
+FROM ce WHERE type = 'message.sent'
+UNION ALL
+SELECT 'messages', 'a', shop, tm, agent_id, sender, eff, 1.0
+FROM ce WHERE type = 'message.sent' AND sender = 'agent';
+
+CREATE OR REPLACE VIEW m_message_characters AS
+SELECT 'message_characters' AS metric, 'q' AS kind, shop, q AS l2, ch AS l3, sender AS lbl,
+       eff AS t, CAST(chars AS DOUBLE) AS v
+FROM ce WHERE type = 'message.sent'
+UNION ALL
+SELECT 'message_characters', 'a', shop, tm, agent_id, sender, eff, CAST(chars AS DOUBLE)
+FROM ce WHERE type = 'message.sent' AND sender = 'agent';
+
+-- "..._concluded_total{outcome="answered"}, cs_runs_total{outcome="answered"},
+--  cs_response_seconds | Q and S | the answer"
+-- "..._concluded_total{outcome="unanswered"}, cs_runs_total{outcome="unanswered"} | Q and A |
+--  the close"
+CREATE OR REPLACE VIEW m_customer_messages_concluded AS
+SELECT 'customer_messages_concluded' AS metric, 'q' AS kind, shop, ans_q AS l2, ans_ch AS l3,
+       'answered' AS lbl, ans_eff AS t, 1.0 AS v
+FROM cmsg WHERE outcome = 'answered'
+UNION ALL
+SELECT 'customer_messages_concluded', 'a', shop, ans_tm, ans_agent, 'answered', ans_eff, 1.0
+FROM cmsg WHERE outcome = 'answered'
+UNION ALL
+SELECT 'customer_messages_concluded', 'q', shop, close_q, close_ch, 'unanswered', close_eff, 1.0
+FROM cmsg WHERE outcome = 'unanswered'
+UNION ALL
+SELECT 'customer_messages_concluded', 'a', shop, close_tm, close_ag, 'unanswered', close_eff,
+       1.0
+FROM cmsg WHERE outcome = 'unanswered' AND close_ag IS NOT NULL;
+
+CREATE OR REPLACE VIEW m_runs AS
+SELECT 'runs' AS metric, 'q' AS kind, shop, ans_q AS l2, ans_ch AS l3, 'answered' AS lbl,
+       ans_eff AS t, 1.0 AS v
+FROM runs WHERE outcome = 'answered'
+UNION ALL
+SELECT 'runs', 'a', shop, ans_tm, ans_agent, 'answered', ans_eff, 1.0
+FROM runs WHERE outcome = 'answered'
+UNION ALL
+SELECT 'runs', 'q', shop, close_q, close_ch, 'unanswered', close_eff, 1.0
+FROM runs WHERE outcome = 'unanswered'
+UNION ALL
+SELECT 'runs', 'a', shop, close_tm, close_ag, 'unanswered', close_eff, 1.0
+FROM runs WHERE outcome = 'unanswered' AND close_ag IS NOT NULL;
+
+-- "its response time (a run's: from its first message) is that message − its time":
+-- one observation per answered run.
+CREATE OR REPLACE VIEW m_response_seconds AS
+SELECT 'response_seconds' AS metric, 'q' AS kind, shop, ans_q AS l2, ans_ch AS l3, '' AS lbl,
+       ans_eff AS t, CAST(ans_eff - first_eff AS DOUBLE) AS v
+FROM runs WHERE outcome = 'answered'
+UNION ALL
+SELECT 'response_seconds', 'a', shop, ans_tm, ans_agent, '', ans_eff,
+       CAST(ans_eff - first_eff AS DOUBLE)
+FROM runs WHERE outcome = 'answered';
+
+-- "cs_conversations_ended_total: each segment close, Q and A, at the close;
+--  cs_conversations_replied_total: those whose segment had its wait answered or at least one
+--  customer message answered."
+CREATE OR REPLACE VIEW segment_close AS
+SELECT
+    s.sid, c.shop, c.q, c.ch, c.tm, c.ag, c.eff,
+    coalesce(w.outcome = 'answered', false)
+        OR EXISTS (SELECT 1 FROM cmsg m WHERE m.sid = s.sid AND m.outcome = 'answered')
+        AS replied
+FROM seg s
+JOIN segev c ON c.sid = s.sid AND c.seq = s.close_seq
+LEFT JOIN waits w ON w.sid = s.sid;
+
+CREATE OR REPLACE VIEW m_conversations_ended AS
+SELECT 'conversations_ended' AS metric, 'q' AS kind, shop, q AS l2, ch AS l3, '' AS lbl,
+       eff AS t, 1.0 AS v
+FROM segment_close
+UNION ALL
+SELECT 'conversations_ended', 'a', shop, tm, ag, '', eff, 1.0
+FROM segment_close WHERE ag IS NOT NULL;
+
+CREATE OR REPLACE VIEW m_conversations_replied AS
+SELECT 'conversations_replied' AS metric, 'q' AS kind, shop, q AS l2, ch AS l3, '' AS lbl,
+       eff AS t, 1.0 AS v
+FROM segment_close WHERE replied
+UNION ALL
+SELECT 'conversations_replied', 'a', shop, tm, ag, '', eff, 1.0
+FROM segment_close WHERE replied AND ag IS NOT NULL;
+
+-- ---------------------------------------------------------------- handle time ----------------
+-- "cs_handle_seconds on an agent series: each holding's length, at its end. On a queue series:
+--  per segment, close − the segment's first holding start, under Q at the close (segments
+--  never held are not counted)."
+CREATE OR REPLACE VIEW m_handle_seconds AS
+SELECT 'handle_seconds' AS metric, 'a' AS kind, shop, team AS l2, agent AS l3, '' AS lbl,
+       end_eff AS t, CAST(end_eff - start_eff AS DOUBLE) AS v
+FROM holdings WHERE end_eff IS NOT NULL
+UNION ALL
+SELECT 'handle_seconds', 'q', c.shop, c.q, c.ch, '', c.eff, CAST(c.eff - h.first_start AS DOUBLE)
+FROM (SELECT sid, min(start_eff) AS first_start FROM holdings GROUP BY sid) h
+JOIN seg s ON s.sid = h.sid
+JOIN segev c ON c.sid = s.sid AND c.seq = s.close_seq;
+
+-- ---------------------------------------------------------------- resolution -----------------
+-- "A resolution is a close with resolved: true (cs_resolved_total, Q and A, at the close)."
+CREATE OR REPLACE VIEW m_resolved AS
+SELECT 'resolved' AS metric, 'q' AS kind, shop, q AS l2, ch AS l3, '' AS lbl, eff AS t,
+       1.0 AS v
+FROM resolutions
+UNION ALL
+SELECT 'resolved', 'a', shop, tm, ag, '', eff, 1.0 FROM resolutions WHERE ag IS NOT NULL;
+
+-- "A resolution that is not first-contact is counted once in cs_resolved_repeat_total, under
+--  the resolution's series and at the resolution's time"
+CREATE OR REPLACE VIEW m_resolved_repeat AS
+SELECT 'resolved_repeat' AS metric, 'q' AS kind, shop, q AS l2, ch AS l3, '' AS lbl, eff AS t,
+       1.0 AS v
+FROM resolutions WHERE is_repeat
+UNION ALL
+SELECT 'resolved_repeat', 'a', shop, tm, ag, '', eff, 1.0
+FROM resolutions WHERE is_repeat AND ag IS NOT NULL;
+
+-- ---------------------------------------------------------------- conversations -------------
+-- "cs_conversations_total: each conversation at its creation, under Q at creation."
+CREATE OR REPLACE VIEW m_conversations AS
+SELECT 'conversations' AS metric, 'q' AS kind, shop, q0 AS l2, ch0 AS l3, '' AS lbl,
+       created AS t, 1.0 AS v
+FROM conv;
+
+-- "cs_transferred_total, cs_escalated_total: conversations transferred (escalated) at least
+--  once, counted at the creation time under the creation Q"
+CREATE OR REPLACE VIEW m_transferred AS
+SELECT 'transferred' AS metric, 'q' AS kind, shop, q0 AS l2, ch0 AS l3, '' AS lbl,
+       created AS t, 1.0 AS v
+FROM conv WHERE transferred;
+
+CREATE OR REPLACE VIEW m_escalated AS
+SELECT 'escalated' AS metric, 'q' AS kind, shop, q0 AS l2, ch0 AS l3, '' AS lbl,
+       created AS t, 1.0 AS v
+FROM conv WHERE escalated;
+
+-- "cs_reopened_total: effective reopens, Q and A, at the reopen."
+CREATE OR REPLACE VIEW m_reopened AS
+SELECT 'reopened' AS metric, 'q' AS kind, shop, q AS l2, ch AS l3, '' AS lbl, eff AS t,
+       1.0 AS v
+FROM ce WHERE type = 'conversation.reopened' AND opening AND seq > 1
+UNION ALL
+SELECT 'reopened', 'a', shop, tm, ag, '', eff, 1.0
+FROM ce WHERE type = 'conversation.reopened' AND opening AND seq > 1 AND ag IS NOT NULL;
+
+-- ---------------------------------------------------------------- CSAT -----------------------
+-- "CSAT: each satisfaction.rated of a known conversation, at its time, under Q and A (the agent
+--  label stays after a close): normalised score 1 + 4 × (score − min) / (max − min) with
+--  min = scale_min (default 1) and max = scale → cs_csat_score histogram (buckets 1–5),
+--  cs_csat_mean_score, cs_csat_satisfied_total / cs_csat_satisfied_ratio (normalised ≥ 4, 好评),
+--  cs_csat_dissatisfied_total / cs_csat_dissatisfied_ratio (≤ 2, 差评),
+--  cs_attitude_positive_ratio = positive / ratings with an attitude."
+CREATE OR REPLACE VIEW csat AS
+SELECT shop, q, ch, tm, ag, eff, attitude,
+       1 + 4 * (score - coalesce(scale_min, 1)) / (scale - coalesce(scale_min, 1)) AS norm
+FROM ce
+WHERE type = 'satisfaction.rated' AND scale <> coalesce(scale_min, 1);
+
+CREATE OR REPLACE VIEW csat_items AS
+SELECT 'q' AS kind, shop, q AS l2, ch AS l3, eff AS t, norm, attitude FROM csat
+UNION ALL
+SELECT 'a', shop, tm, ag, eff, norm, attitude FROM csat WHERE ag IS NOT NULL;
+
+CREATE OR REPLACE VIEW m_csat_score AS
+SELECT 'csat_score' AS metric, kind, shop, l2, l3, '' AS lbl, t, norm AS v FROM csat_items;
+
+CREATE OR REPLACE VIEW m_csat_satisfied AS
+SELECT 'csat_satisfied' AS metric, kind, shop, l2, l3, '' AS lbl, t, 1.0 AS v
+FROM csat_items WHERE norm >= 4;
+
+CREATE OR REPLACE VIEW m_csat_dissatisfied AS
+SELECT 'csat_dissatisfied' AS metric, kind, shop, l2, l3, '' AS lbl, t, 1.0 AS v
+FROM csat_items WHERE norm <= 2;
+
+-- (not exported as a counter: feeds cs_attitude_positive_ratio)
+CREATE OR REPLACE VIEW m_csat_attitude AS
+SELECT 'csat_attitude' AS metric, kind, shop, l2, l3, attitude AS lbl, t, 1.0 AS v
+FROM csat_items WHERE attitude IS NOT NULL;
+
+-- ---------------------------------------------------------------- conversion ----------------
+-- "A conversation is served when its first wait is answered ...: cs_served_total, under Q_w and
+--  S of that wait, at the answer."
+CREATE OR REPLACE VIEW m_served AS
+SELECT 'served' AS metric, 'q' AS kind, shop, ws_q AS l2, ws_ch AS l3, '' AS lbl,
+       ans_eff AS t, 1.0 AS v
+FROM served
+UNION ALL
+SELECT 'served', 'a', shop, ans_tm, ans_agent, '', ans_eff, 1.0 FROM served;
+
+-- "X is converted if at least one order qualifies: cs_converted_total (once) and
+--  cs_attributed_gmv_total (the sum of the amounts of every qualifying order), under X's served
+--  series and at X's served time"
+CREATE OR REPLACE VIEW converted AS
+SELECT s.*, m.gmv
+FROM served s
+JOIN (SELECT iid, sum(amount) AS gmv FROM order_match GROUP BY iid) m USING (iid);
+
+CREATE OR REPLACE VIEW m_converted AS
+SELECT 'converted' AS metric, 'q' AS kind, shop, ws_q AS l2, ws_ch AS l3, '' AS lbl,
+       ans_eff AS t, 1.0 AS v
+FROM converted
+UNION ALL
+SELECT 'converted', 'a', shop, ans_tm, ans_agent, '', ans_eff, 1.0 FROM converted;
+
+CREATE OR REPLACE VIEW m_attributed_gmv AS
+SELECT 'attributed_gmv' AS metric, 'q' AS kind, shop, ws_q AS l2, ws_ch AS l3, '' AS lbl,
+       ans_eff AS t, gmv AS v
+FROM converted
+UNION ALL
+SELECT 'attributed_gmv', 'a', shop, ans_tm, ans_agent, '', ans_eff, gmv FROM converted;
+
+-- "Per shop, at the order's time: cs_orders_total, cs_orders_amount_total, and
+--  cs_orders_attributed_total (orders that qualify for at least one conversation)."
+CREATE OR REPLACE VIEW m_orders AS
+SELECT 'orders' AS metric, 's' AS kind, shop, '' AS l2, '' AS l3, '' AS lbl, eff AS t,
+       1.0 AS v
+FROM orders;
+
+CREATE OR REPLACE VIEW m_orders_amount AS
+SELECT 'orders_amount' AS metric, 's' AS kind, shop, '' AS l2, '' AS l3, '' AS lbl, eff AS t,
+       amount AS v
+FROM orders;
+
+CREATE OR REPLACE VIEW m_orders_attributed AS
+SELECT 'orders_attributed' AS metric, 's' AS kind, o.shop, '' AS l2, '' AS l3, '' AS lbl,
+       o.eff AS t, 1.0 AS v
+FROM orders o
+WHERE EXISTS (SELECT 1 FROM order_match m WHERE m.part = o.part AND m.off = o.off);
+
+-- ---------------------------------------------------------------- all items -----------------
+CREATE OR REPLACE TABLE facts AS
+SELECT * FROM m_queued
+UNION ALL SELECT * FROM m_first_response_seconds
+UNION ALL SELECT * FROM m_service_level_contacts
+UNION ALL SELECT * FROM m_abandoned
+UNION ALL SELECT * FROM m_short_abandoned
+UNION ALL SELECT * FROM m_abandon_wait_seconds
+UNION ALL SELECT * FROM m_messages
+UNION ALL SELECT * FROM m_message_characters
+UNION ALL SELECT * FROM m_customer_messages_concluded
+UNION ALL SELECT * FROM m_runs
+UNION ALL SELECT * FROM m_response_seconds
+UNION ALL SELECT * FROM m_conversations_ended
+UNION ALL SELECT * FROM m_conversations_replied
+UNION ALL SELECT * FROM m_handle_seconds
+UNION ALL SELECT * FROM m_resolved
+UNION ALL SELECT * FROM m_resolved_repeat
+UNION ALL SELECT * FROM m_conversations
+UNION ALL SELECT * FROM m_transferred
+UNION ALL SELECT * FROM m_escalated
+UNION ALL SELECT * FROM m_reopened
+UNION ALL SELECT * FROM m_csat_score
+UNION ALL SELECT * FROM m_csat_satisfied
+UNION ALL SELECT * FROM m_csat_dissatisfied
+UNION ALL SELECT * FROM m_csat_attitude
+UNION ALL SELECT * FROM m_served
+UNION ALL SELECT * FROM m_converted
+UNION ALL SELECT * FROM m_attributed_gmv
+UNION ALL SELECT * FROM m_orders
+UNION ALL SELECT * FROM m_orders_amount
+UNION ALL SELECT * FROM m_orders_attributed;

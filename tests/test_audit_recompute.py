@@ -1,0 +1,915 @@
+"""Hand-computed stories for the DuckDB recomputation (``cs_pulse.audit.recompute``).
+
+Every expected number below is derived by hand from the README's "Event model" and "Metric
+definitions"; the comments give the derivation.  Times are local Shanghai times (UTC+8, no DST)
+on 2024-03-05 (a Tuesday: no sale day) unless said otherwise.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+import pytest
+
+from cs_pulse.audit.recompute import Record, Sample, recompute
+from cs_pulse.domain.staffing import recommend
+
+SH = timezone(timedelta(hours=8))
+SEC = 1000
+MIN = 60 * SEC
+HOUR = 60 * MIN
+DAY = 24 * HOUR
+
+Q = {"shop": "shop-1", "queue": "pre", "channel": "chat"}
+A1 = {"shop": "shop-1", "team": "t1", "agent": "a1"}
+A2 = {"shop": "shop-1", "team": "t1", "agent": "a2"}
+A1_NO_TEAM = {"shop": "shop-1", "team": "", "agent": "a1"}   # agent set by its own message
+
+
+def at(h: int, m: int = 0, s: int = 0, ms: int = 0, day: int = 5) -> int:
+    """Epoch ms of 2024-03-<day> h:m:s.ms in Shanghai."""
+    return int(datetime(2024, 3, day, h, m, s, tzinfo=SH).timestamp() * 1000) + ms
+
+
+T0 = at(9, 0)   # 09:00 local, outside the default peaks
+
+
+class Result:
+    def __init__(self, samples: list[Sample]) -> None:
+        self.samples = samples
+        self.by_key: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+        for name, labels, value in samples:
+            key = (name, frozenset(labels.items()))
+            assert key not in self.by_key, f"duplicate sample {key}"
+            self.by_key[key] = value
+
+    def get(self, name: str, labels: dict[str, str] | None = None, **extra: str) -> float | None:
+        lab = {**(labels or {}), **extra}
+        return self.by_key.get((name, frozenset(lab.items())))
+
+    def val(self, name: str, labels: dict[str, str] | None = None, **extra: str) -> float:
+        v = self.get(name, labels, **extra)
+        assert v is not None, f"missing {name} {labels} {extra}"
+        return v
+
+    def named(self, name: str) -> list[tuple[dict[str, str], float]]:
+        return [(lb, v) for n, lb, v in self.samples if n == name]
+
+
+class Log:
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+        self.next_off: dict[int, int] = defaultdict(int)
+        self.n = 0
+
+    def raw(self, value: bytes | None, part: int = 0) -> int:
+        off = self.next_off[part]
+        self.next_off[part] += 1
+        self.records.append((part, off, None, value))
+        return off
+
+    def add(self, etype: str, ts: Any, part: int = 0, **fields: Any) -> int:
+        self.n += 1
+        ev: dict[str, Any] = {
+            "schema_version": 1,
+            "event_id": fields.pop("event_id", f"ev-{self.n}"),
+            "type": etype,
+            "ts": ts,
+            "shop_id": fields.pop("shop_id", "shop-1"),
+        }
+        ev.update(fields)
+        return self.raw(orjson.dumps(ev), part)
+
+    # shorthands -------------------------------------------------------------------------------
+    def started(self, cid: str, ts: int, part: int = 0, **kw: Any) -> int:
+        kw.setdefault("channel", "chat")
+        kw.setdefault("queue", "pre")
+        return self.add("conversation.started", ts, part, conversation_id=cid, **kw)
+
+    def cust(self, cid: str, ts: int, part: int = 0, chars: int = 10, **kw: Any) -> int:
+        return self.add("message.sent", ts, part, conversation_id=cid, sender="customer",
+                        chars=chars, **kw)
+
+    def agent(self, cid: str, ts: int, part: int = 0, agent: str = "a1", chars: int = 20,
+              **kw: Any) -> int:
+        return self.add("message.sent", ts, part, conversation_id=cid, sender="agent",
+                        agent_id=agent, chars=chars, **kw)
+
+    def bot(self, cid: str, ts: int, part: int = 0, **kw: Any) -> int:
+        return self.add("message.sent", ts, part, conversation_id=cid, sender="bot", chars=5,
+                        **kw)
+
+    def assigned(self, cid: str, ts: int, part: int = 0, agent: str = "a1", team: str = "t1",
+                 **kw: Any) -> int:
+        return self.add("conversation.assigned", ts, part, conversation_id=cid, agent_id=agent,
+                        team=team, **kw)
+
+    def closed(self, cid: str, ts: int, part: int = 0, by: str = "agent",
+               resolved: bool = False, **kw: Any) -> int:
+        return self.add("conversation.closed", ts, part, conversation_id=cid, closed_by=by,
+                        resolved=resolved, **kw)
+
+    def status(self, agent: str, ts: int, status: str, part: int = 50, team: str = "t1",
+               **kw: Any) -> int:
+        return self.add("agent.status", ts, part, agent_id=agent, team=team, status=status, **kw)
+
+    def run(self, now_ms: int, **kw: Any) -> Result:
+        return Result(recompute(self.records, now_ms / 1000.0, **kw))
+
+
+# ------------------------------------------------------------------------------------------------
+# Event model: validation, rejection reasons, processed
+# ------------------------------------------------------------------------------------------------
+
+def test_rejection_reasons_in_order_and_processed_counts() -> None:
+    log = Log()
+    now = T0 + HOUR
+    log.raw(b'{"pad": "' + b"x" * 70_000 + b'"}')                      # oversized
+    log.raw(b"{not json")                                              # malformed_json
+    log.raw(None)                                                      # tombstone: malformed
+    log.raw(b"[1, 2, 3]")                                              # not_object
+    log.raw(orjson.dumps({"schema_version": 1, "event_id": "x", "ts": T0, "shop_id": "s"}))
+    log.add("conversation.nope", T0)                                   # unknown_type
+    log.raw(orjson.dumps({"schema_version": 1, "event_id": "y", "type": 5, "ts": T0}))
+    # missing chars beats the ancient ts (missing_field comes first)
+    log.raw(orjson.dumps({"schema_version": 1, "event_id": "z", "type": "message.sent",
+                          "ts": 5, "shop_id": "s", "conversation_id": "c", "sender": "bot"}))
+    log.started("c1", 600_000_000_000)                                 # ancient_timestamp
+    log.started("c2", now + 301 * SEC)                                 # future (> now + 5 min)
+    log.started("c3", 4_102_444_800_001)                               # future (after 2100)
+    log.started("c4", T0, channel="fax")                               # invalid_field
+    log.add("conversation.started", "1709600000000", conversation_id="c5",
+            channel="chat")                                            # ts not an integer
+    # the ancient ts beats the invalid channel
+    log.started("c6", 600_000_000_000, channel="fax")
+    log.started("c7", now + 299 * SEC, part=1)                         # valid (within 5 min)
+    log.started("c8", T0, part=2)                                      # valid
+    log.add("agent.heartbeat", T0, part=3, agent_id="a1")              # valid
+    r = log.run(now)
+    rej = {lb["reason"]: v for lb, v in r.named("cs_events_rejected_total")}
+    assert rej == {
+        "oversized": 1, "malformed_json": 2, "not_object": 1, "unknown_type": 3,
+        "missing_field": 1, "ancient_timestamp": 2, "future_timestamp": 2, "invalid_field": 2,
+    }
+    proc = {lb["type"]: v for lb, v in r.named("cs_events_processed_total")}
+    assert proc == {"conversation.started": 2, "agent.heartbeat": 1}
+    assert r.val("cs_events_duplicate_total") == 0
+    assert r.val("cs_events_late_total") == 0
+    assert r.val("cs_window_end_timestamp_seconds") == now / 1000
+
+
+# ------------------------------------------------------------------------------------------------
+# Time, order and lateness
+# ------------------------------------------------------------------------------------------------
+
+def test_disorder_within_grace_and_late_event_beyond_it() -> None:
+    log = Log()
+    log.started("c1", T0)
+    log.agent("c1", T0 + 3 * SEC)       # arrives before the customer message ...
+    log.cust("c1", T0 + 1 * SEC)        # ... 2 s behind: W = T0+3s-5s, not late
+    log.started("c2", T0 + 100 * SEC)
+    log.cust("c2", T0 + 100_500)
+    log.cust("c1", T0 + 10 * SEC)       # W = T0+100.5s-5s = T0+95.5s: late, takes effect then
+    log.agent("c1", T0 + 96 * SEC)      # answers that run 0.5 s after its effective time
+    r = log.run(T0 + 120 * SEC)
+    assert r.val("cs_events_late_total") == 1
+    # effective order in c1: started, customer (T0+1s), agent (T0+3s) -> first response 2 s
+    assert r.val("cs_first_response_seconds_count", Q) == 1
+    assert r.val("cs_first_response_seconds_sum", Q) == 2.0
+    # runs: [T0+1s] answered after 2 s; [late message at T0+95.5s] answered after 0.5 s
+    assert r.val("cs_response_seconds_count", Q) == 2
+    assert r.val("cs_response_seconds_sum", Q) == 2.5
+    assert r.val("cs_response_seconds_bucket", Q, le="5.0") == 2
+    # c2's customer has waited since T0+100.5s
+    assert r.val("cs_waiting_conversations", Q) == 1
+    assert r.val("cs_oldest_waiting_seconds", Q) == pytest.approx(19.5)
+
+
+def test_release_lifts_the_watermark_to_the_largest_ts() -> None:
+    log = Log()
+    log.started("c1", T0)
+    rel_off = log.cust("c1", T0 + 10 * SEC)
+    log.agent("c1", T0 + 8 * SEC)
+    now = T0 + 60 * SEC
+    # Without a release: W = T0+5s, the agent message takes effect at T0+8s, before the wait
+    # start (T0+10s): it does not answer, the customer is still waiting.
+    r = log.run(now)
+    assert r.val("cs_events_late_total") == 0
+    assert r.get("cs_first_response_seconds_count", Q) is None
+    assert r.val("cs_waiting_conversations", Q) == 1
+    assert r.val("cs_oldest_waiting_seconds", Q) == 50.0
+    # Released right after the customer message: W = T0+10s, the agent message is late and
+    # takes effect at T0+10s, after the wait start (offset order): first response 0 s.
+    r = log.run(now, releases=[(0, rel_off)])
+    assert r.val("cs_events_late_total") == 1
+    assert r.val("cs_first_response_seconds_sum", Q) == 0.0
+    assert r.val("cs_service_level_contacts_total", Q, outcome="answered_within") == 1
+    assert r.val("cs_waiting_conversations", Q) == 0
+
+
+def test_duplicates_per_entity() -> None:
+    log = Log()
+    log.started("c1", T0, event_id="s-1")
+    log.cust("c1", T0 + 1 * SEC, event_id="m-1")
+    log.cust("c1", T0 + 2 * SEC, event_id="m-1")           # duplicate in the conversation
+    log.agent("c1", T0 + 5 * SEC)
+    log.status("a1", T0, "online", event_id="st-1")
+    log.status("a1", T0 + SEC, "offline", event_id="st-1")  # duplicate for the agent
+    log.add("order.paid", T0, part=7, customer_id="u9", order_id="o1", amount=10,
+            event_id="o-1")
+    log.add("order.paid", T0 + SEC, part=7, customer_id="u9", order_id="o1", amount=10,
+            event_id="o-1")                                # duplicate for the customer
+    # the same id in another conversation is not a duplicate
+    log.started("c2", T0, part=1, event_id="m-1")
+    r = log.run(T0 + MIN)
+    assert r.val("cs_events_duplicate_total") == 3
+    proc = {lb["type"]: v for lb, v in r.named("cs_events_processed_total")}
+    assert proc == {"conversation.started": 2, "message.sent": 3, "agent.status": 2,
+                    "order.paid": 2}
+    assert r.val("cs_messages_total", Q, sender="customer") == 1
+    assert r.val("cs_first_response_seconds_sum", Q) == 4.0
+    assert r.val("cs_conversations_total", Q) == 2
+    assert r.val("cs_agent_online", A1) == 1.0              # the offline duplicate is ignored
+    assert r.val("cs_orders_total", shop="shop-1") == 1
+    assert r.val("cs_orders_amount_total", shop="shop-1") == 10.0
+
+
+def test_orphans_and_unlabelled_series() -> None:
+    log = Log()
+    log.closed("c9", T0, resolved=True)                              # orphan
+    log.add("satisfaction.rated", T0, part=1, conversation_id="c8", score=5, scale=5)
+    log.add("conversation.abandoned", T0, part=2, conversation_id="c7")
+    log.add("order.paid", T0, part=3, conversation_id="c6", customer_id="u1", order_id="o",
+            amount=5)                                                # never an orphan
+    # c9 is still unknown: a message creates it, without queue and channel
+    log.add("message.sent", T0 + SEC, conversation_id="c9", sender="customer", chars=3)
+    r = log.run(T0 + MIN)
+    orph = {lb["type"]: v for lb, v in r.named("cs_events_orphaned_total")}
+    assert orph == {"conversation.closed": 1, "satisfaction.rated": 1,
+                    "conversation.abandoned": 1}
+    assert r.get("cs_resolved_total", Q) is None
+    assert r.get("cs_csat_score_count", Q) is None
+    empty = {"shop": "shop-1", "queue": "", "channel": ""}
+    assert r.val("cs_conversations_total", empty) == 1
+    assert r.val("cs_waiting_conversations", empty) == 1
+    assert r.val("cs_orders_total", shop="shop-1") == 1
+    assert r.get("cs_orders_attributed_total", shop="shop-1") is None   # qualifies for none
+
+
+# ------------------------------------------------------------------------------------------------
+# Waits
+# ------------------------------------------------------------------------------------------------
+
+def test_bot_hand_off_waits() -> None:
+    log = Log()
+    # b1: bot-served (bot before the hand-off) and a customer message before the hand-off:
+    # the wait starts at the hand-off (queued, T0+20s); answered at T0+50s: exactly 30 s.
+    log.started("b1", T0)
+    log.cust("b1", T0 + 1 * SEC)        # self-service
+    log.bot("b1", T0 + 2 * SEC)
+    log.cust("b1", T0 + 5 * SEC)        # self-service
+    log.add("conversation.queued", T0 + 20 * SEC, conversation_id="b1", queue="pre")
+    log.agent("b1", T0 + 50 * SEC)
+    log.cust("b1", T0 + 55 * SEC)       # to a human, never answered
+    log.closed("b1", T0 + 60 * SEC)
+    # b2: bot-served, no customer message before the hand-off: the wait starts at the first
+    # customer message after it (T0+15s), answered at T0+25s.
+    log.started("b2", T0, part=1)
+    log.bot("b2", T0 + 1 * SEC, part=1)
+    log.add("conversation.queued", T0 + 10 * SEC, part=1, conversation_id="b2", queue="pre")
+    log.cust("b2", T0 + 15 * SEC, part=1)
+    log.agent("b2", T0 + 25 * SEC, part=1)
+    r = log.run(T0 + 2 * MIN)
+    assert r.val("cs_queued_total", Q) == 2
+    assert r.val("cs_first_response_seconds_count", Q) == 2
+    assert r.val("cs_first_response_seconds_sum", Q) == 40.0
+    assert r.val("cs_service_level_contacts_total", Q, outcome="answered_within") == 2
+    assert r.val("cs_first_response_seconds_bucket", Q, le="25.0") == 1
+    assert r.val("cs_first_response_seconds_bucket", Q, le="30.0") == 2
+    # self-service messages are never concluded; b1's trailing message is unanswered, b2's
+    # message answered
+    assert r.val("cs_customer_messages_concluded_total", Q, outcome="unanswered") == 1
+    assert r.val("cs_customer_messages_concluded_total", Q, outcome="answered") == 1
+    assert r.val("cs_reply_rate_ratio", Q, window="5m") == 0.5
+    # b1's segment had its wait answered: replied
+    assert r.val("cs_conversations_ended_total", Q) == 1
+    assert r.val("cs_conversations_replied_total", Q) == 1
+    # every message counts in the volume counters
+    assert r.val("cs_messages_total", Q, sender="customer") == 4
+    assert r.val("cs_messages_total", Q, sender="bot") == 2
+    assert r.val("cs_message_characters_total", Q, sender="bot") == 10
+
+
+def test_phone_waits_start_at_the_hand_off() -> None:
+    ivr = {"shop": "shop-1", "queue": "ivr", "channel": "phone"}
+    log = Log()
+    log.started("p1", T0, channel="phone", queue="ivr")
+    log.bot("p1", T0)                                     # the VRU
+    log.add("conversation.queued", T0 + 30 * SEC, conversation_id="p1", queue="ivr")
+    log.assigned("p1", T0 + 90 * SEC)
+    log.agent("p1", T0 + 90 * SEC)
+    log.closed("p1", T0 + 150 * SEC, resolved=True)
+    log.started("p2", T0, part=1, channel="phone", queue="ivr")
+    log.add("conversation.queued", T0 + 10 * SEC, part=1, conversation_id="p2", queue="ivr")
+    log.add("conversation.abandoned", T0 + 13 * SEC, part=1, conversation_id="p2")
+    r = log.run(T0 + 3 * MIN)
+    # p1: wait from the queued hand-off (T0+30s) to the agent message (T0+90s)
+    assert r.val("cs_first_response_seconds_sum", ivr) == 60.0
+    assert r.val("cs_service_level_contacts_total", ivr, outcome="answered_after") == 1
+    # p2: abandoned 3 s after its hand-off: short
+    assert r.val("cs_abandoned_total", ivr) == 1
+    assert r.val("cs_short_abandoned_total", ivr) == 1
+    assert r.val("cs_abandon_wait_seconds_sum", ivr) == 3.0
+    assert r.val("cs_service_level_contacts_total", ivr, outcome="abandoned_within") == 1
+    # SL = within / (within + after + abandoned_after) = 0 / 1; short abandons are left out
+    assert r.val("cs_service_level_ratio", ivr, window="5m") == 0.0
+    assert r.val("cs_abandonment_ratio", ivr, window="5m") == 0.5
+    assert r.val("cs_short_abandonment_ratio", ivr, window="5m") == 0.5
+    # queue handle: close (T0+150s) - first holding start (T0+90s)
+    assert r.val("cs_handle_seconds_sum", ivr) == 60.0
+
+
+def test_abandonment_versus_closed_unanswered() -> None:
+    log = Log()
+    log.started("c1", T0, part=1)
+    log.cust("c1", T0, part=1)
+    log.closed("c1", T0 + 40 * SEC, part=1, by="customer")     # abandoned after 40 s
+    log.started("c2", T0, part=2)
+    log.cust("c2", T0, part=2)
+    log.closed("c2", T0 + 10 * SEC, part=2, by="agent")        # closed unanswered
+    log.started("c3", T0, part=3)
+    log.cust("c3", T0, part=3)
+    log.closed("c3", T0 + 4 * SEC, part=3, by="system")        # abandoned, short
+    log.started("c4", T0, part=4)
+    log.cust("c4", T0, part=4)
+    log.agent("c4", T0 + 20 * SEC, part=4)                     # answered within 30 s
+    r = log.run(T0 + 2 * MIN)
+    assert r.val("cs_queued_total", Q) == 4
+    assert r.val("cs_abandoned_total", Q) == 2
+    assert r.val("cs_short_abandoned_total", Q) == 1
+    assert r.val("cs_abandon_wait_seconds_sum", Q) == 44.0
+    assert r.val("cs_abandon_wait_seconds_bucket", Q, le="5.0") == 1
+    assert r.val("cs_service_level_contacts_total", Q, outcome="abandoned_after") == 1
+    assert r.val("cs_service_level_contacts_total", Q, outcome="abandoned_within") == 1
+    assert r.val("cs_service_level_contacts_total", Q, outcome="answered_within") == 1
+    assert r.val("cs_service_level_ratio", Q, window="5m") == 0.5          # 1 / (1 + 0 + 1)
+    assert r.val("cs_abandonment_ratio", Q, window="5m") == 0.5            # 2 / 4
+    assert r.val("cs_short_abandonment_ratio", Q, window="5m") == 0.25     # 1 / 4
+    # c1..c3's messages were unanswered at their close
+    assert r.val("cs_reply_rate_ratio", Q, window="5m") == 0.25
+    assert r.val("cs_conversation_reply_rate_ratio", Q, window="5m") == 0.0  # 0 / 3 ended
+
+
+# ------------------------------------------------------------------------------------------------
+# Messages, runs, replies
+# ------------------------------------------------------------------------------------------------
+
+def test_reply_rate_with_a_trailing_message() -> None:
+    log = Log()
+    log.started("c1", T0)
+    log.cust("c1", T0)
+    log.cust("c1", T0 + 5 * SEC)
+    log.agent("c1", T0 + 20 * SEC)               # answers the run [T0, T0+5s]
+    log.cust("c1", T0 + 30 * SEC)                # trailing
+    log.closed("c1", T0 + 100 * SEC)
+    r = log.run(T0 + 2 * MIN)
+    assert r.val("cs_customer_messages_concluded_total", Q, outcome="answered") == 2
+    assert r.val("cs_customer_messages_concluded_total", Q, outcome="unanswered") == 1
+    assert r.val("cs_runs_total", Q, outcome="answered") == 1
+    assert r.val("cs_runs_total", Q, outcome="unanswered") == 1
+    assert r.val("cs_reply_rate_ratio", Q, window="5m") == pytest.approx(2 / 3)
+    assert r.val("cs_run_reply_rate_ratio", Q, window="5m") == 0.5
+    # a run's response time is from its first message: 20 s
+    assert r.val("cs_response_seconds_sum", Q) == 20.0
+    assert r.val("cs_response_window_seconds", Q, window="5m", stat="avg") == 20.0
+    # S (the sender) for answers, A (the agent at the close) for the unanswered ones
+    a1 = A1_NO_TEAM
+    assert r.val("cs_agent_customer_messages_concluded_total", a1, outcome="answered") == 2
+    assert r.val("cs_agent_customer_messages_concluded_total", a1, outcome="unanswered") == 1
+    assert r.val("cs_agent_reply_rate_ratio", a1, window="5m") == pytest.approx(2 / 3)
+    assert r.val("cs_agent_messages_total", a1, sender="agent") == 1
+    assert r.val("cs_conversation_reply_rate_ratio", Q, window="5m") == 1.0
+
+
+# ------------------------------------------------------------------------------------------------
+# Sessions, handle time, waiting now
+# ------------------------------------------------------------------------------------------------
+
+def test_sessions_and_handle_time() -> None:
+    log = Log()
+    log.started("c1", T0)
+    log.assigned("c1", T0 + 10 * SEC)
+    log.add("conversation.transferred", T0 + 70 * SEC, conversation_id="c1", to_agent_id="a2")
+    log.closed("c1", T0 + 210 * SEC)
+    log.started("c2", T0 + 90 * SEC, part=1)
+    log.assigned("c2", T0 + 100 * SEC, part=1)                 # still open
+    r = log.run(T0 + 5 * MIN)
+    # a1 held c1 for 60 s (exactly on the 60 s bucket bound), a2 for 140 s
+    assert r.val("cs_agent_handle_seconds_sum", A1) == 60.0
+    assert r.val("cs_agent_handle_seconds_bucket", A1, le="60.0") == 1
+    assert r.val("cs_agent_handle_seconds_sum", A2) == 140.0
+    assert r.val("cs_agent_handle_seconds_bucket", A2, le="120.0") == 0
+    assert r.val("cs_agent_handle_seconds_bucket", A2, le="180.0") == 1
+    # queue: close - first holding start = 210 - 10
+    assert r.val("cs_handle_seconds_sum", Q) == 200.0
+    assert r.val("cs_handle_time_window_seconds", Q, window="5m") == 200.0
+    assert r.val("cs_agent_handle_time_window_seconds", A1, window="5m") == 60.0
+    assert r.val("cs_agent_open_sessions", A1) == 1
+    assert r.val("cs_agent_open_sessions", A2) == 0
+    # the transfer counts under the creation queue, at creation
+    assert r.val("cs_transferred_total", Q) == 1
+    # 5m = [T0+10s, T0+5min] holds only c2's creation; today holds both
+    assert r.val("cs_transfer_ratio", Q, window="5m") == 0.0
+    assert r.val("cs_transfer_ratio", Q, window="today") == 0.5
+
+
+def test_waiting_now() -> None:
+    log = Log()
+    log.started("c1", T0, part=1)
+    log.cust("c1", T0, part=1)                       # waiting since T0
+    log.started("c2", T0, part=2)
+    log.cust("c2", T0 + 10 * SEC, part=2)
+    log.agent("c2", T0 + 20 * SEC, part=2)
+    log.cust("c2", T0 + 30 * SEC, part=2)            # waiting again since T0+30s
+    log.started("c3", T0, part=3)
+    log.cust("c3", T0 + 5 * SEC, part=3)
+    log.closed("c3", T0 + 6 * SEC, part=3)           # closed: not waiting
+    r = log.run(T0 + MIN)
+    assert r.val("cs_waiting_conversations", Q) == 2
+    assert r.val("cs_oldest_waiting_seconds", Q) == 60.0
+    # c2 got agent a1 from its message (no agent before)
+    assert r.val("cs_agent_waiting_conversations", A1_NO_TEAM) == 1
+    assert r.val("cs_agent_oldest_waiting_seconds", A1_NO_TEAM) == 30.0
+
+
+# ------------------------------------------------------------------------------------------------
+# Resolution, transfers, reopens, CSAT
+# ------------------------------------------------------------------------------------------------
+
+def test_fcr_reopen_and_repeat_contact() -> None:
+    log = Log()
+    # c1 (u1): resolved, reopened 1 h later (b), resolved again (a): both repeats
+    log.started("c1", T0, part=1, customer_id="u1")
+    log.assigned("c1", T0 + SEC, part=1)
+    log.closed("c1", T0 + MIN, part=1, resolved=True)
+    log.add("conversation.reopened", T0 + HOUR, part=1, conversation_id="c1")
+    log.closed("c1", T0 + 2 * HOUR, part=1, resolved=True)
+    # c2 (u2) resolved; u2 comes back 23 h later (c3): repeat (c); c3's own resolution is not
+    log.started("c2", T0, part=2, customer_id="u2")
+    log.closed("c2", T0 + MIN, part=2, resolved=True)
+    log.started("c3", T0 + MIN + 23 * HOUR, part=3, customer_id="u2")
+    log.closed("c3", T0 + 2 * MIN + 23 * HOUR, part=3, resolved=True)
+    # c4 (u3) resolved; c5 (u3) created exactly 24 h later: repeat (inclusive bound)
+    log.started("c4", T0, part=4, customer_id="u3")
+    log.closed("c4", T0 + MIN, part=4, resolved=True)
+    log.started("c5", T0 + MIN + DAY, part=5, customer_id="u3")
+    # c6 (u4) resolved; c7 (u4) created 24 h + 1 ms later: first contact
+    log.started("c6", T0, part=6, customer_id="u4")
+    log.closed("c6", T0 + MIN, part=6, resolved=True)
+    log.started("c7", T0 + MIN + DAY + 1, part=7, customer_id="u4")
+    # c8: closed unresolved, not a resolution
+    log.started("c8", T0, part=8, customer_id="u5")
+    log.closed("c8", T0 + MIN, part=8, resolved=False)
+    r = log.run(T0 + 2 * DAY)
+    assert r.val("cs_resolved_total", Q) == 6
+    assert r.val("cs_resolved_repeat_total", Q) == 4
+    assert r.val("cs_agent_resolved_total", A1) == 2
+    assert r.val("cs_agent_resolved_repeat_total", A1) == 2
+    assert r.val("cs_reopened_total", Q) == 1
+    assert r.val("cs_agent_reopened_total", A1) == 1
+    # closes: c1 twice, c2, c3, c4, c6, c8
+    assert r.val("cs_conversations_ended_total", Q) == 7
+
+
+def test_fcr_ratio_in_the_window() -> None:
+    log = Log()
+    log.started("c1", T0, part=1, customer_id="u1")
+    log.closed("c1", T0 + MIN, part=1, resolved=True)
+    log.started("c2", T0 + 2 * MIN, part=2, customer_id="u1")     # repeat contact of c1
+    log.closed("c2", T0 + 3 * MIN, part=2, resolved=True)
+    r = log.run(T0 + 4 * MIN)
+    assert r.val("cs_first_contact_resolution_ratio", Q, window="5m") == 0.5
+
+
+def test_transfers_escalations_and_csat() -> None:
+    log = Log()
+    log.started("c1", T0, part=1)
+    log.add("conversation.transferred", T0 + SEC, part=1, conversation_id="c1",
+            to_queue="after")
+    log.add("conversation.escalated", T0 + 2 * SEC, part=1, conversation_id="c1", level=2)
+    log.started("c2", T0, part=2)
+    log.assigned("c2", T0 + SEC, part=2)
+    log.closed("c2", T0 + 2 * SEC, part=2)
+    # the agent label stays after the close
+    log.add("satisfaction.rated", T0 + 3 * SEC, part=2, conversation_id="c2", score=7,
+            scale=10, attitude="positive")                      # 1 + 4*6/9 = 3.667
+    log.started("c3", T0, part=3)
+    log.add("satisfaction.rated", T0 + SEC, part=3, conversation_id="c3", score=5, scale=5,
+            attitude="negative")                                # 5.0: satisfied
+    log.started("c4", T0, part=4)
+    log.add("satisfaction.rated", T0 + SEC, part=4, conversation_id="c4", score=2, scale=5)
+    # 2.0: dissatisfied
+    log.started("c5", T0, part=5)
+    log.add("satisfaction.rated", T0 + SEC, part=5, conversation_id="c5", score=5, scale=10,
+            scale_min=0)                                        # 1 + 4*5/10 = 3.0
+    r = log.run(T0 + MIN)   # 5m = [T0-3min+10s, T0+1min] holds everything; 1m does not
+    assert r.val("cs_conversations_total", Q) == 5
+    assert r.val("cs_transferred_total", Q) == 1
+    assert r.val("cs_escalated_total", Q) == 1
+    assert r.val("cs_transfer_ratio", Q, window="5m") == 0.2
+    assert r.val("cs_escalation_ratio", Q, window="5m") == 0.2
+    after = {**Q, "queue": "after"}
+    # c1's later facts go under its new queue; its creation stays under "pre"
+    assert r.get("cs_conversations_total", after) is None
+    assert r.val("cs_csat_score_count", Q) == 4
+    assert r.val("cs_csat_score_sum", Q) == pytest.approx(1 + 4 * 6 / 9 + 5 + 2 + 3)
+    assert r.val("cs_csat_score_bucket", Q, le="2.0") == 1
+    assert r.val("cs_csat_score_bucket", Q, le="3.0") == 2
+    assert r.val("cs_csat_score_bucket", Q, le="4.0") == 3
+    assert r.val("cs_csat_score_bucket", Q, le="5.0") == 4
+    assert r.val("cs_csat_satisfied_total", Q) == 1
+    assert r.val("cs_csat_dissatisfied_total", Q) == 1
+    assert r.val("cs_csat_mean_score", Q, window="5m") == pytest.approx(
+        (1 + 4 * 6 / 9 + 5 + 2 + 3) / 4)
+    assert r.val("cs_csat_satisfied_ratio", Q, window="5m") == 0.25
+    assert r.val("cs_csat_dissatisfied_ratio", Q, window="5m") == 0.25
+    assert r.val("cs_attitude_positive_ratio", Q, window="5m") == 0.5
+    assert r.val("cs_agent_csat_score_count", A1) == 1
+    assert r.val("cs_agent_attitude_positive_ratio", A1, window="5m") == 1.0
+
+
+# ------------------------------------------------------------------------------------------------
+# Conversion and orders
+# ------------------------------------------------------------------------------------------------
+
+def test_conversion_and_orders() -> None:
+    log = Log()
+    log.started("x", T0, part=1, customer_id="u1")
+    log.cust("x", T0 + SEC, part=1)
+    log.agent("x", T0 + 11 * SEC, part=1)                     # X served at T0+11s
+    served_x = T0 + 11 * SEC
+    # an order naming X, in X's partition
+    log.add("order.paid", T0 + 2 * HOUR, part=1, conversation_id="x", customer_id="u1",
+            order_id="o2", amount=50)
+    log.started("y", T0 + 2 * HOUR, part=2, customer_id="u1")
+    log.cust("y", T0 + 2 * HOUR + SEC, part=2)
+    log.agent("y", T0 + 2 * HOUR + 2 * SEC, part=2)           # Y served at T0+2h+2s
+    # customer-only orders, in the customer's partition
+    log.add("order.paid", T0 + 5 * SEC, part=9, customer_id="u1", order_id="o4",
+            amount=1)                                          # before X was served
+    log.add("order.paid", T0 + HOUR, part=9, customer_id="u1", order_id="o1",
+            amount=100)                                        # X only
+    log.add("order.paid", served_x + DAY + 1, part=9, customer_id="u1", order_id="o3",
+            amount=30)                                         # too late for X, Y only
+    log.add("order.paid", T0 + HOUR, part=10, conversation_id="zz", customer_id="u1",
+            order_id="o5", amount=7)                           # names an unknown conversation
+    log.add("order.paid", T0 + HOUR, part=11, shop_id="shop-2", customer_id="u1",
+            order_id="o6", amount=9)                           # another shop
+    r = log.run(T0 + 2 * DAY)
+    assert r.val("cs_served_total", Q) == 2
+    assert r.val("cs_converted_total", Q) == 2
+    assert r.val("cs_attributed_gmv_total", Q) == 180.0           # X: 100 + 50; Y: 30
+    assert r.val("cs_agent_converted_total", A1_NO_TEAM) == 2
+    assert r.val("cs_orders_total", shop="shop-1") == 5
+    assert r.val("cs_orders_amount_total", shop="shop-1") == 188.0
+    assert r.val("cs_orders_attributed_total", shop="shop-1") == 3   # o1, o2, o3
+    assert r.val("cs_orders_total", shop="shop-2") == 1
+    assert r.get("cs_orders_attributed_total", shop="shop-2") is None
+
+
+def test_conversion_ratio_window_by_served_time() -> None:
+    log = Log()
+    log.started("x", T0, part=1, customer_id="u1")
+    log.cust("x", T0 + SEC, part=1)
+    log.agent("x", T0 + 2 * SEC, part=1)
+    log.started("w", T0, part=2, customer_id="u2")
+    log.cust("w", T0 + SEC, part=2)
+    log.agent("w", T0 + 2 * SEC, part=2)
+    log.add("order.paid", T0 + 3 * MIN, part=9, customer_id="u1", order_id="o", amount=5)
+    r = log.run(T0 + 4 * MIN)
+    # converted counts at the served time: in the 5m window with both servings
+    assert r.val("cs_conversion_ratio", Q, window="5m") == 0.5
+
+
+# ------------------------------------------------------------------------------------------------
+# Expiry
+# ------------------------------------------------------------------------------------------------
+
+def test_expiry_of_an_open_conversation_and_forgetting_a_closed_one() -> None:
+    log = Log()
+    # c1: open and waiting since T0+1s; another record of the partition 7 d + 1 s later moves
+    # the reading watermark past T0+1s+7d: closed by timeout then -> abandoned after 7 d.
+    log.started("c1", T0)
+    log.cust("c1", T0 + SEC)
+    log.started("c2", T0 + 7 * DAY + 2 * SEC)
+    # c3: a message 7 d + 1 ms after its last event: c3 is first closed by timeout, then the
+    # message creates a new conversation with the same id.
+    log.started("c3", T0, part=1)
+    log.cust("c3", T0 + SEC, part=1)
+    log.cust("c3", T0 + SEC + 7 * DAY + 1, part=1, channel="chat", queue="pre")
+    # c4 closed; a rating 25 h + 1 ms later finds it forgotten (orphan); c5's rating at exactly
+    # 25 h still counts.
+    log.started("c4", T0, part=2)
+    log.closed("c4", T0 + SEC, part=2)
+    log.started("c5", T0, part=3)
+    log.closed("c5", T0 + SEC, part=3)
+    log.add("satisfaction.rated", T0 + SEC + 25 * HOUR + 1, part=2, conversation_id="c4",
+            score=5, scale=5)
+    log.add("satisfaction.rated", T0 + SEC + 25 * HOUR, part=3, conversation_id="c5",
+            score=5, scale=5)
+    now = T0 + 8 * DAY
+    r = log.run(now)
+    assert r.val("cs_conversations_total", Q) == 6                 # c1 c2 c3 c3' c4 c5
+    assert r.val("cs_abandoned_total", Q) == 2                     # c1 and c3 by timeout
+    assert r.val("cs_abandon_wait_seconds_sum", Q) == 2 * 7 * 86400.0
+    assert r.val("cs_abandon_wait_seconds_bucket", Q, le="1800.0") == 0
+    assert r.val("cs_abandon_wait_seconds_bucket", Q, le="+Inf") == 2
+    assert r.val("cs_conversations_ended_total", Q) == 4           # c1, c3, c4, c5
+    assert r.val("cs_customer_messages_concluded_total", Q, outcome="unanswered") == 2
+    # the new c3 waits since its message
+    assert r.val("cs_waiting_conversations", Q) == 1
+    assert r.val("cs_oldest_waiting_seconds", Q) == (now - (T0 + SEC + 7 * DAY + 1)) / 1000
+    orph = {lb["type"]: v for lb, v in r.named("cs_events_orphaned_total")}
+    assert orph == {"satisfaction.rated": 1}
+    assert r.val("cs_csat_score_count", Q) == 1
+
+
+# ------------------------------------------------------------------------------------------------
+# Agent presence
+# ------------------------------------------------------------------------------------------------
+
+def test_presence_across_local_midnight() -> None:
+    log = Log()
+    log.status("a1", at(23, 0, day=4), "online", max_concurrency=2)
+    log.status("a1", at(1, 0), "offline")                      # no max_concurrency: keeps 2
+    log.status("a1", at(1, 30), "online", max_concurrency=0)   # 0 keeps 2
+    log.started("c1", at(23, 29, day=4))
+    log.assigned("c1", at(23, 30, day=4))
+    log.closed("c1", at(0, 30))
+    now = at(2, 0)
+    r = log.run(now)
+    # today = [00:00, 02:00]: online 00:00-01:00 and 01:30-02:00 = 5400 s
+    assert r.val("cs_agent_online_today_seconds", A1) == 5400.0
+    assert r.val("cs_agent_first_online_timestamp_seconds", A1) == at(0, 0) / 1000
+    assert r.val("cs_agent_last_online_timestamp_seconds", A1) == now / 1000
+    assert r.val("cs_agent_offline_during_shift_today_seconds", A1) == 1800.0
+    assert r.val("cs_agent_online_rate_ratio", A1, window="today") == 0.75
+    assert r.val("cs_agent_logins_today", A1) == 1                   # offline -> online 01:30
+    # one session 00:00-00:30 (c = 2): 1800 / (5400 * 2)
+    assert r.val("cs_agent_slot_utilisation_ratio", A1, window="today") == pytest.approx(1 / 6)
+    assert r.val("cs_agent_max_open_sessions", A1, window="today") == 1
+    # 60m = [01:00:10, 02:00]: online from 01:30 on, no session
+    assert r.val("cs_agent_online_rate_ratio", A1, window="60m") == 1.0
+    assert r.val("cs_agent_slot_utilisation_ratio", A1, window="60m") == 0.0
+    assert r.val("cs_agent_max_open_sessions", A1, window="60m") == 0
+    # now
+    assert r.val("cs_agent_online", A1) == 1.0
+    assert r.val("cs_agent_max_concurrency", A1) == 2.0
+    assert r.val("cs_agent_slot_utilisation_now_ratio", A1) == 0.0
+    assert r.val("cs_agent_open_sessions", A1) == 0
+    # the holding crosses midnight: 23:30 -> 00:30
+    assert r.val("cs_agent_handle_seconds_sum", A1) == 3600.0
+
+
+def test_presence_gauges_only_for_status_series() -> None:
+    log = Log()
+    log.started("c1", T0)
+    log.assigned("c1", T0 + SEC)
+    log.status("a2", T0 - HOUR, "offline")
+    r = log.run(T0 + MIN)
+    assert r.get("cs_agent_online", A1) is None                  # no agent.status for a1
+    assert r.val("cs_agent_max_open_sessions", A1, window="1m") == 1
+    assert r.val("cs_agent_online", A2) == 0.0
+    assert r.val("cs_agent_max_concurrency", A2) == 1.0          # 1 before any value
+    assert r.val("cs_agent_logins_today", A2) == 0
+    assert r.val("cs_agent_online_today_seconds", A2) == 0.0
+    assert r.get("cs_agent_first_online_timestamp_seconds", A2) is None
+    assert r.get("cs_agent_slot_utilisation_now_ratio", A2) is None
+
+
+# ------------------------------------------------------------------------------------------------
+# Windows, quantiles, volumes
+# ------------------------------------------------------------------------------------------------
+
+def test_window_bounds() -> None:
+    now = at(10, 0, 5)                  # s = 10:00:00; 1m covers [09:59:10, 10:00:05]
+    log = Log()
+    log.started("c1", at(9, 59, 9), part=1)
+    log.cust("c1", at(9, 59, 9), part=1)
+    log.agent("c1", at(9, 59, 10), part=1)              # first response 1 s: in 1m
+    log.started("c2", at(9, 59, 6), part=2)
+    log.cust("c2", at(9, 59, 6, 999), part=2)
+    log.agent("c2", at(9, 59, 9, 999), part=2)          # first response 3 s: 1 ms too early
+    r = log.run(now)
+    assert r.val("cs_first_response_window_seconds", Q, window="1m", stat="avg") == 1.0
+    assert r.val("cs_first_response_window_seconds", Q, window="5m", stat="avg") == 2.0
+
+
+def test_window_quantiles() -> None:
+    log = Log()
+    frts = [1, 2, 3, 4, 6, 7, 8, 12, 35, 2000]
+    for i, frt in enumerate(frts):
+        cid = f"c{i}"
+        log.started(cid, T0, part=i)
+        log.cust(cid, T0, part=i)
+        log.agent(cid, T0 + frt * SEC, part=i)
+    other = {**Q, "queue": "other"}
+    for i, frt in enumerate([3, 2000]):
+        cid = f"d{i}"
+        log.started(cid, T0, part=20 + i, queue="other")
+        log.cust(cid, T0, part=20 + i)
+        log.agent(cid, T0 + frt * SEC, part=20 + i)
+    r = log.run(T0 + HOUR)
+    # buckets: <=5: 4, <=10: 3, <=15: 1, <=40: 1, +Inf: 1
+    # p50: rank 5 in (5, 10] (cum 4 -> 7): 5 + 5 * (5 - 4) / 3
+    assert r.val("cs_first_response_window_seconds", Q, window="today", stat="p50") == \
+        pytest.approx(5 + 5 / 3)
+    # p90: rank 9 in (30, 40] (the first non-empty bucket reaching it): 30 + 10 * (9 - 8) / 1
+    assert r.val("cs_first_response_window_seconds", Q, window="today", stat="p90") == 40.0
+    assert r.val("cs_first_response_window_seconds", Q, window="today", stat="avg") == \
+        pytest.approx(sum(frts) / 10)
+    # rank in +Inf answers with the highest finite bound; p50 rank 1 in (0, 5]
+    assert r.val("cs_first_response_window_seconds", other, window="today", stat="p90") == 1800
+    assert r.val("cs_first_response_window_seconds", other, window="today", stat="p50") == 5.0
+    # the 60m window [08:00:10, 09:00+1h] holds the answers at T0+1s..T0+35s and T0+2000s
+    assert r.val("cs_first_response_seconds_bucket", Q, le="+Inf") == 10
+    assert r.val("cs_first_response_seconds_bucket", Q, le="1800.0") == 9
+
+
+def test_hourly_volume_today() -> None:
+    log = Log()
+    log.started("c1", at(23, 50, day=4))
+    log.cust("c1", at(23, 55, day=4), chars=4)       # yesterday: not counted
+    log.cust("c1", at(0, 10), chars=6)               # hour 0
+    log.agent("c1", at(1, 20), chars=7)              # hour 1
+    log.started("c2", at(1, 5), part=1)              # hour 1
+    r = log.run(at(2, 0))
+    vol = {(lb["hour"], lb["kind"]): v for lb, v in r.named("cs_hourly_volume")}
+    assert vol == {
+        ("0", "customer_messages"): 1, ("0", "customer_chars"): 6,
+        ("1", "agent_messages"): 1, ("1", "agent_chars"): 7, ("1", "conversations"): 1,
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# Shop: peak and staffing
+# ------------------------------------------------------------------------------------------------
+
+def test_peak_hour_by_shop_calendar() -> None:
+    shops = {
+        "default": {"tz": "Asia/Shanghai"},
+        "shops": {
+            "ny": {"tz": "America/New_York", "peaks": [["09:00", "17:00"]]},
+            "sale": {"sale_days": ["03-05"]},
+        },
+    }
+    log = Log()
+    for i, shop in enumerate(["shop-1", "ny", "sale"]):
+        log.started(f"c{i}", T0, part=i, shop_id=shop)
+    r = log.run(at(10, 0), shops=shops)        # 10:00 Shanghai = 21:00 (Mar 4) New York
+    assert r.val("cs_peak_hour", shop="shop-1") == 1.0
+    assert r.val("cs_peak_hour", shop="ny") == 0.0
+    assert r.val("cs_peak_hour", shop="sale") == 1.0
+    r = log.run(at(9, 59, 59), shops=shops)
+    assert r.val("cs_peak_hour", shop="shop-1") == 0.0
+    assert r.val("cs_peak_hour", shop="sale") == 1.0         # sale day: peak all day
+
+
+def test_staffing_inputs_and_outputs() -> None:
+    now = T0 + HOUR
+    log = Log()
+    log.status("a1", T0, "online", max_concurrency=3)
+    log.status("a2", T0, "busy", part=51, max_concurrency=1)
+    log.status("a3", T0, "away", part=52, max_concurrency=5)
+    # three waits starting in the 15m window; two answered, one abandoned
+    log.started("c1", now - 5 * MIN, part=1)
+    log.cust("c1", now - 5 * MIN, part=1)
+    log.assigned("c1", now - 4 * MIN, part=1)
+    log.agent("c1", now - 4 * MIN, part=1)                  # first response 60 s
+    log.closed("c1", now - 1 * MIN, part=1)                 # queue handle 180 s
+    log.started("c2", now - 3 * MIN, part=2)
+    log.cust("c2", now - 3 * MIN, part=2)
+    log.add("conversation.abandoned", now - 2 * MIN, part=2, conversation_id="c2")  # 60 s
+    log.started("c3", now - 2 * MIN, part=3)
+    log.cust("c3", now - 2 * MIN, part=3)                   # still waiting
+    # a wait before the 15m window
+    log.started("c4", now - 30 * MIN, part=4)
+    log.cust("c4", now - 30 * MIN, part=4)
+    log.agent("c4", now - 29 * MIN, part=4, agent="a2")     # first response 60 s
+    r = log.run(now)
+    lab = {"shop": "shop-1"}
+    assert r.val("cs_staffing_arrival_rate", lab) == pytest.approx(3 / 900)
+    assert r.val("cs_staffing_handle_seconds", lab) == 180.0
+    assert r.val("cs_staffing_concurrency", lab) == 2.0       # mean of 3 and 1 (a3 is away)
+    assert r.val("cs_staffing_agents_online", lab) == 2
+    # patience: (60 + 60 + 60) / 1 abandon
+    assert r.val("cs_staffing_patience_seconds", lab) == 180.0
+    rec = recommend(3 / 900, 180.0, 2, 2.0, target_level=0.8, target_seconds=30.0,
+                    patience_seconds=180.0)
+    assert r.val("cs_staffing_agents_needed", lab) == rec.agents_needed
+    assert r.val("cs_staffing_gap_agents", lab) == rec.gap
+    assert rec.expected_service_level is not None and rec.expected_abandon is not None
+    assert r.val("cs_staffing_expected_service_level_ratio", lab) == pytest.approx(
+        rec.expected_service_level)
+    assert r.val("cs_staffing_expected_abandon_ratio", lab) == pytest.approx(
+        rec.expected_abandon)
+    assert rec.expected_asa_seconds is not None
+    assert r.val("cs_staffing_expected_asa_seconds", lab) == pytest.approx(
+        rec.expected_asa_seconds)
+    r2 = log.run(now, sl_target=0.95, sl_seconds=10.0)
+    rec2 = recommend(3 / 900, 180.0, 2, 2.0, target_level=0.95, target_seconds=10.0,
+                     patience_seconds=180.0)
+    assert r2.val("cs_staffing_agents_needed", lab) == rec2.agents_needed
+
+
+def test_empty_log() -> None:
+    r = Log().run(T0)
+    assert {n for n, _, _ in r.samples} == {
+        "cs_events_duplicate_total", "cs_events_late_total", "cs_window_end_timestamp_seconds"}
+
+
+# ------------------------------------------------------------------------------------------------
+# More holdings, hand-offs and calendars
+# ------------------------------------------------------------------------------------------------
+
+def test_unassigning_transfer_agent_message_and_reopen_holdings() -> None:
+    log = Log()
+    log.started("c1", T0)
+    log.assigned("c1", T0 + 10 * SEC)                                   # a1 from 10 s
+    log.add("conversation.transferred", T0 + 70 * SEC, conversation_id="c1",
+            to_queue="after")                                           # unassigned at 70 s
+    log.agent("c1", T0 + 100 * SEC, agent="a2")                         # a2 from 100 s
+    log.agent("c1", T0 + 110 * SEC, agent="a1")                         # does not change it
+    log.closed("c1", T0 + 200 * SEC)
+    log.add("conversation.reopened", T0 + 300 * SEC, conversation_id="c1")   # a2 again
+    log.closed("c1", T0 + 360 * SEC)
+    r = log.run(T0 + 10 * MIN)
+    after = {**Q, "queue": "after"}
+    assert r.val("cs_agent_handle_seconds_sum", A1) == 60.0
+    assert r.val("cs_agent_handle_seconds_count", A1) == 1
+    a2 = {"shop": "shop-1", "team": "t1", "agent": "a2"}
+    assert r.val("cs_agent_handle_seconds_sum", a2) == 160.0           # 100 s + 60 s
+    assert r.val("cs_agent_handle_seconds_count", a2) == 2
+    # queue handle per segment, under the queue at the close
+    assert r.val("cs_handle_seconds_sum", after) == 190.0 + 60.0
+    assert r.val("cs_reopened_total", after) == 1
+    assert r.val("cs_agent_reopened_total", a2) == 1
+    # the agent messages count under their senders
+    assert r.val("cs_agent_messages_total", A1, sender="agent") == 1
+    assert r.val("cs_agent_messages_total", a2, sender="agent") == 1
+
+
+def test_bot_after_customer_message_still_makes_the_segment_bot_served() -> None:
+    log = Log()
+    log.started("c1", T0)
+    log.cust("c1", T0 + 1 * SEC)
+    log.bot("c1", T0 + 2 * SEC)
+    log.add("conversation.queued", T0 + 10 * SEC, conversation_id="c1", queue="vip")
+    log.agent("c1", T0 + 50 * SEC)
+    r = log.run(T0 + MIN)
+    vip = {**Q, "queue": "vip"}
+    # wait from the hand-off (T0+10s, under its new queue) to the answer: 40 s
+    assert r.val("cs_first_response_seconds_sum", vip) == 40.0
+    assert r.val("cs_queued_total", vip) == 1
+    assert r.get("cs_queued_total", Q) is None
+    # the customer message was self-service: nothing concluded
+    assert r.get("cs_customer_messages_concluded_total", vip, outcome="answered") is None
+
+
+def test_sessions_above_max_concurrency_count_as_c() -> None:
+    log = Log()
+    log.status("a1", T0, "online")                          # max_concurrency 1 before any
+    log.started("c1", T0, part=1)
+    log.assigned("c1", T0 + 10 * SEC, part=1)
+    log.started("c2", T0, part=2)
+    log.assigned("c2", T0 + 10 * SEC, part=2)
+    r = log.run(T0 + 70 * SEC)                              # 1m = [T0+20s, T0+70s]
+    assert r.val("cs_agent_open_sessions", A1) == 2
+    assert r.val("cs_agent_max_open_sessions", A1, window="1m") == 2
+    assert r.val("cs_agent_slot_utilisation_ratio", A1, window="1m") == 1.0
+    assert r.val("cs_agent_slot_utilisation_now_ratio", A1) == 1.0
+    # today: online 70 s, two sessions from 10 s: 60 s * min(2, 1) / (70 s * 1)
+    assert r.val("cs_agent_slot_utilisation_ratio", A1, window="today") == pytest.approx(6 / 7)
+
+
+def test_today_and_local_hours_follow_dst() -> None:
+    shops = {"shops": {"ny": {"tz": "America/New_York"}}}
+    ny = {"shop": "ny", "queue": "pre", "channel": "chat"}
+
+    def utc(h: int, m: int = 0, day: int = 10) -> int:
+        return int(datetime(2024, 3, day, h, m, tzinfo=UTC).timestamp() * 1000)
+
+    log = Log()
+    log.started("c0", utc(4, 59), shop_id="ny")         # 23:59 EST on Mar 9: yesterday
+    log.started("c1", utc(5, 0), part=1, shop_id="ny")   # 00:00 EST: today, hour 0
+    log.started("c2", utc(6, 30), part=2, shop_id="ny")  # 01:30 EST: hour 1
+    log.started("c3", utc(7, 30), part=3, shop_id="ny")  # 03:30 EDT (02:xx skipped): hour 3
+    r = log.run(utc(16, 0), shops=shops)                 # 12:00 EDT
+    vol = {(lb["hour"], lb["kind"]): v for lb, v in r.named("cs_hourly_volume")
+           if lb["shop"] == "ny"}
+    assert vol == {("0", "conversations"): 1, ("1", "conversations"): 1,
+                   ("3", "conversations"): 1}
+    assert r.val("cs_conversations_total", ny) == 4

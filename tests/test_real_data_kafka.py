@@ -1,0 +1,142 @@
+"""Real data end to end: both Anonymous Bank months and the IBM Twitter dev set, replayed with
+their recorded times through the real broker into a real worker, and a simulated day. Every
+number on its /metrics must equal the DuckDB SQL recomputation from the topic
+(``cs-pulse audit``), and the bank's call-centre figures must equal a separate script that
+reads the raw rows (``tests/oracles/bank_raw.py``) — not the adapter's events."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from cs_pulse.audit.run import audit, read_topic, settle
+from cs_pulse.devkafka import KafkaBroker
+from cs_pulse.produce import EventProducer
+from cs_pulse.replay import load
+from cs_pulse.settings import Settings, shops_config
+from cs_pulse.simulate import SimConfig, generate
+from harness import Samples, Topology, WorkerProcess, value
+from oracles.bank_raw import figures
+
+pytestmark = pytest.mark.kafka
+DATA = Path(os.environ.get("CS_PULSE_DATA",
+                           Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHOPS = Path(__file__).resolve().parents[1] / "deploy" / "shops.json"
+DATASETS = {
+    "january": (DATA / "technion_callcenter" / "january.txt", "technion"),
+    "october": (DATA / "technion_callcenter" / "october.txt", "technion"),
+    "twitter-dev": (DATA / "ibm_twitter_care" / "dev.json", "twitter"),
+}
+
+
+def replay(bootstrap: str, topic: str, path: Path, fmt: str) -> int:
+    events = load(path, fmt, keep_time=True)
+
+    async def send() -> int:
+        async with EventProducer(bootstrap, topic) as producer:
+            return await producer.send_all(events)
+
+    return asyncio.run(send())
+
+
+def bank_figures(samples: Samples) -> dict[str, float]:
+    """The oracle's figures, read off the worker's queue counters."""
+    def total(name: str, **labels: str) -> float:
+        return value(samples, name, shop="anonymous-bank", **labels)
+
+    def sl(outcome: str) -> float:
+        return total("cs_service_level_contacts_total", outcome=outcome)
+
+    waits = total("cs_queued_total")
+    answered = sl("answered_within") + sl("answered_after")
+    abandoned = total("cs_abandoned_total")
+    return {
+        "calls": total("cs_conversations_total"),
+        "waits": waits,
+        "answered": answered,
+        "answered_within_30s": sl("answered_within"),
+        "abandoned": abandoned,
+        "abandoned_short": total("cs_short_abandoned_total"),
+        "service_level": sl("answered_within") / (answered + sl("abandoned_after")),
+        "abandonment": abandoned / waits,
+        "short_abandonment": total("cs_short_abandoned_total") / waits,
+        "mean_first_response_seconds": total("cs_first_response_seconds_sum")
+        / total("cs_first_response_seconds_count"),
+        "mean_abandon_wait_seconds": total("cs_abandon_wait_seconds_sum") / abandoned,
+        "mean_handle_seconds": total("cs_handle_seconds_sum") / total("cs_handle_seconds_count"),
+    }
+
+
+def twitter_conversations(path: Path) -> int:
+    """From the raw JSON: one conversation per dialog, plus one for every silence of more than
+    7 days between two tweets (the open conversation expires; the next tweet starts anew)."""
+    count = 0
+    for dialog in json.loads(path.read_text()):
+        times = [datetime.fromisoformat(t["datetime"].replace("Z", "+00:00")).timestamp()
+                 for t in dialog["dialogContent"]]
+        final = (dialog.get("agentURL") or {}).get("tweet_ID")
+        if final:   # a snowflake id carries its ms since 2010-11-04 in the top bits
+            times.append(((int(final) >> 22) + 1288834974657) / 1000.0)
+        times.sort()
+        count += 1 + sum(b - a > 7 * 86400 for a, b in itertools.pairwise(times))
+    return count
+
+
+@pytest.mark.parametrize("dataset", list(DATASETS))
+def test_real_data_through_broker_and_worker_equals_both_recomputations(
+        kafka: KafkaBroker, tmp_path: Path, dataset: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, fmt = DATASETS[dataset]
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    topo = Topology(kafka.bootstrap, partitions=4)
+    worker = WorkerProcess(topo, tmp_path, CS_PULSE_SHOPS=str(SHOPS)).start()
+    try:
+        sent = replay(kafka.bootstrap, topo.events_topic, path, fmt)
+        records = asyncio.run(read_topic(kafka.bootstrap, topo.events_topic))
+        assert len(records) == sent
+        settle([worker.url], len(records), timeout=900)
+        settings = Settings(partitions=topo.partitions, shops=shops_config(str(SHOPS)))
+        assert audit(records, settings, urls=[worker.url], at=None, tolerance=1e-9,
+                     pipeline=True, limit=40) == 0, capsys.readouterr().out
+        samples = worker.scrape()
+        if fmt == "technion":
+            want = figures(path)
+            got = bank_figures(samples)
+            for key, expected in got.items():
+                assert expected == pytest.approx(want[key], rel=1e-12), key
+        else:
+            assert value(samples, "cs_conversations_total") == twitter_conversations(path)
+    finally:
+        worker.stop()
+
+
+def test_audit_of_a_simulated_day_on_a_live_worker(kafka: KafkaBroker, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    topo = Topology(kafka.bootstrap, partitions=4)
+    worker = WorkerProcess(topo, tmp_path).start()
+    try:
+        end = time.time() - 60
+        events = list(generate(SimConfig(seed=9, start=end - 86400, duration=86400, shops=2,
+                                         agents_per_shop=12)))
+
+        async def send() -> int:
+            async with EventProducer(kafka.bootstrap, topo.events_topic) as producer:
+                return await producer.send_all(events)
+
+        assert asyncio.run(send()) > 50_000
+        records = asyncio.run(read_topic(kafka.bootstrap, topo.events_topic))
+        settle([worker.url], len(records), timeout=600)
+        settings = Settings(partitions=topo.partitions)
+        assert audit(records, settings, urls=[worker.url], at=None, tolerance=1e-9,
+                     pipeline=True, limit=40) == 0, capsys.readouterr().out
+        print(capsys.readouterr().out)
+    finally:
+        worker.stop()
