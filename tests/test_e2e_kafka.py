@@ -24,8 +24,11 @@ Q = {"shop": "s1", "queue": "presale", "channel": "chat"}
 def scripted(t0: float) -> list[dict[str, Any]]:
     """Three conversations, produced in time order (as a platform emits them: events far
     behind the rest of their partition would be late)."""
-    factory.T0 = t0
-    e = event_dict
+    def e(type_: str, t: float, conv: str, **fields: Any) -> dict[str, Any]:
+        d = event_dict(type_, t, conv, **fields)
+        d["ts"] += round((t0 - factory.T0) * 1000)   # the factory's origin moved to t0
+        return d
+
     return sorted([
         # c1: FRT 12 (from the question at 1); runs [1]->13, [20,25]->40, [50] unanswered
         e("conversation.started", 0, "c1"), e("message.sent", 1, "c1", sender="customer",

@@ -71,8 +71,10 @@ def test_the_cursor_points_at_the_oldest_record_held_and_recovery_holds_it_again
     engine.on_events(records(0, 10))                  # 1 s apart: the last 5 are held
     assert len(engine.stages[0].order.held) == 5
     rows, _, _ = engine.take_changes()
+    cursor = engine.cursors[(EVENTS, 0)]
     assert rows[-1] == (0, b"0/o|", orjson.dumps({"read_from": 5, "next": 10,
-                                                  "origin": engine.cursors[(EVENTS, 0)].origin}))
+                                                  "origin": cursor.origin,
+                                                  "progress": cursor.progress}))
     restored = Engine(Settings(grace_seconds=5))
     restored.load(EVENTS, ((k, v) for _, k, v in rows))
     assert restored.cursors[(EVENTS, 0)].next_offset == 5
@@ -257,3 +259,49 @@ def test_a_crash_between_flushes_recovers_the_uninterrupted_numbers(crash_after:
     # twice, once from each engine. After an even one nothing was lost.
     duplicates = sum(a.stats.get("duplicate_facts", 0) for a in second.aggregators.values())
     assert (duplicates > 0) == (crash_after % 2 == 1)
+
+
+def test_the_customer_stage_forgets_only_what_no_source_can_still_join() -> None:
+    """Records are kept until every events partition has reported progress past them plus the
+    24 h horizon: a partition far behind (a catch-up) still finds what it must join."""
+    from cs_pulse.domain.customers import CustomerStage
+    from cs_pulse.domain.model import CustomerRecord
+
+    day = 86_400_000
+    stage = CustomerStage(sources=2)
+    stage.apply(CustomerRecord("resolution", 0, "s|c:u1", "x@0", 1.0, ["q|s|q|c"]), ("e0", 0, 0))
+    stage.apply(CustomerRecord("progress", 5 * day, ""), ("e0", 9, 0))   # e0 is days ahead
+    assert stage.expire() == 0 and stage.customers                      # e1 not heard yet
+    stage.apply(CustomerRecord("progress", 3600_000, ""), ("e1", 1, 0))  # e1 is an hour in
+    assert stage.expire() == 0
+    broken = stage.apply(CustomerRecord("contact", 7200_000, "s|c:u1", "y@7200000"),
+                         ("e1", 2, 0))
+    assert [f.kind for f in broken] == ["resolved_repeat"]
+    stage.apply(CustomerRecord("progress", 2 * day, ""), ("e1", 3, 0))
+    assert stage.expire() == 1 and not stage.customers
+
+
+def test_customer_joins_do_not_depend_on_partition_skew_or_sweep_timing() -> None:
+    """One events partition read days ahead of the others (a catch-up), with the customer
+    stage swept all along: repeat contacts and conversions found are those of an even read."""
+    from cs_pulse.inprocess import InProcess
+
+    cfg = SimConfig(seed=3, start=time.time() - 3 * 86400, duration=2 * 86400, shops=1,
+                    agents_per_shop=8, tz=peak_tz())
+    log = Log(list(generate(cfg)), partitions=3)
+    even, skewed = InProcess(Settings(partitions=3)), InProcess(Settings(partitions=3))
+    records = [[(p, o, None, v) for o, v in enumerate(log.topics[EVENTS][p])]
+               for p in range(3)]
+    for i in range(0, max(map(len, records)), 500):
+        even.feed([r for part in records for r in part[i:i + 500]])
+    for part in records:                  # partition by partition, sweeping as a worker does
+        for i in range(0, len(part), 500):
+            skewed.feed(part[i:i + 500])
+            skewed.engine.sweep()
+    for ip in (even, skewed):
+        ip.release_all()
+    now = max(a.clock.max_ts or 0 for a in even.engine.aggregators.values()) / 1000
+    want, got = comparable(even.samples(now)), comparable(skewed.samples(now))
+    assert want[("cs_resolved_repeat_total", (("channel", "chat"), ("queue", "presale"),
+                                             ("shop", "shop-1")))] > 10
+    assert_same(got, want)

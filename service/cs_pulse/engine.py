@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 
 from cs_pulse.domain.aggregate import Aggregator
+from cs_pulse.domain.catalogue import PROGRESS_STEP_MS
 from cs_pulse.domain.conversation import Out
 from cs_pulse.domain.customers import CustomerStage
 from cs_pulse.domain.model import CustomerRecord, Event, Fact
@@ -78,6 +79,7 @@ class Cursor:
     origin: list[int] = field(default_factory=lambda: [-1, 0])   # [offset, next index]
     last_record_wall: float = 0.0
     markers: list[int] = field(default_factory=list)   # idle releases since the last flush
+    progress: int | None = None     # watermark last reported to the customer stage
 
 
 def decode_facts(raw: bytes) -> Iterator[tuple[Fact, tuple[str, int, int]]]:
@@ -158,7 +160,7 @@ class Engine:
     def customer_stage(self, partition: int) -> CustomerStage:
         st = self.customer_stages.get(partition)
         if st is None:
-            st = self.customer_stages[partition] = CustomerStage()
+            st = self.customer_stages[partition] = CustomerStage(self.settings.partitions)
         return st
 
     def aggregator(self, partition: int) -> Aggregator:
@@ -302,10 +304,25 @@ class Engine:
             customers.add(self.partition_of(r.key), [r.kind, r.ts, r.key, r.conversation,
                                                      r.value, r.series, r.ref, source, offset,
                                                      index])
+        self._progress(partition, cursor, customers)
         self.pipeline.facts_sent += len(step.facts)
         self.pipeline.duplicates += step.duplicates
         for type_ in step.orphans:
             self.pipeline.orphaned[type_] = self.pipeline.orphaned.get(type_, 0.0) + 1
+
+    def _progress(self, partition: int, cursor: Cursor, customers: _Rows) -> None:
+        """Tell every customers partition how far this events partition has come (its
+        watermark: no later customer record from it is older), so the customer stage can
+        forget what no later record can join."""
+        w = self.stage(partition).order.watermark
+        if w is None or (cursor.progress is not None and w - cursor.progress < PROGRESS_STEP_MS):
+            return
+        cursor.progress = w
+        for c in range(self.settings.partitions):
+            index = cursor.origin[1]
+            cursor.origin[1] += 1
+            customers.add(c, ["progress", w, "", "", 0.0, [], "", f"e{partition}",
+                              cursor.origin[0], index])
 
     # --- stage 1b: customers -----------------------------------------------------------------
 
@@ -359,7 +376,8 @@ class Engine:
                     out.append((p, f"{p}/r|".encode(), None))
                 held = stage.order.lowest_held_offset
                 value: Any = {"read_from": cursor.next_offset if held is None else held,
-                              "next": cursor.next_offset, "origin": cursor.origin}
+                              "next": cursor.next_offset, "origin": cursor.origin,
+                              "progress": cursor.progress}
             else:
                 state: CustomerStage | Aggregator = (
                     self.customer_stage(p) if source == CUSTOMERS else self.aggregator(p))
@@ -442,5 +460,5 @@ class Engine:
 def _cursor_from(value: Any) -> Cursor:
     if isinstance(value, dict):   # events: re-read from the oldest record held at the flush
         return Cursor(next_offset=value["read_from"], rehold_below=value["next"],
-                      origin=list(value["origin"]))
+                      origin=list(value["origin"]), progress=value.get("progress"))
     return Cursor(next_offset=int(value))

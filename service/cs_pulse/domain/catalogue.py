@@ -18,7 +18,8 @@ FCR_HORIZON_MS = DAY
 CONVERSION_HORIZON_MS = DAY
 CLOSED_KEPT_MS = DAY + HOUR          # closed conversations: reopen within 24 h, plus margin
 OPEN_IDLE_MS = 7 * DAY               # open conversations idle this long are closed by timeout
-CUSTOMER_KEPT_MS = 2 * DAY           # customer-stage records: 24 h horizon + 24 h of skew
+CUSTOMER_KEPT_MS = DAY + HOUR        # customer-stage records past every source's progress
+PROGRESS_STEP_MS = 10 * 60 * SECOND  # an events partition reports progress this often
 
 ONLINE_STATUSES = frozenset({"online", "busy"})
 

@@ -35,19 +35,28 @@ def _within(start: int, ts: int, horizon: int) -> bool:
 
 
 class CustomerStage:
-    def __init__(self) -> None:
+    """``sources``: how many events partitions feed this stage (their records are joined)."""
+
+    def __init__(self, sources: int = 1) -> None:
+        self.sources = [f"e{p}" for p in range(sources)]
         self.customers: dict[str, Customer] = {}
-        self.clock: int | None = None    # largest record time seen
+        # Per source, a lower bound of the times of the records it will still send: each
+        # events partition sends in effective-time order, and says how far it has come.
+        self.progress: dict[str, int] = {}
         self.origins = Origins()
         self.duplicates = 0
         self._dirty: set[str] = set()
 
     def apply(self, record: CustomerRecord, origin: Origin | None = None) -> list[Fact]:
-        if origin is not None and not self.origins.fresh(origin):
-            self.duplicates += 1
-            return []
+        if origin is not None:
+            if not self.origins.fresh(origin):
+                self.duplicates += 1
+                return []
+            source = origin[0]
+            self.progress[source] = max(self.progress.get(source, record.ts), record.ts)
         self._dirty.add("m")
-        self.clock = record.ts if self.clock is None else max(self.clock, record.ts)
+        if record.kind == "progress":
+            return []
         cust = self.customers.get(record.key)
         if cust is None:
             cust = self.customers[record.key] = Customer()
@@ -121,11 +130,12 @@ class CustomerStage:
     # --- expiry and persistence ---------------------------------------------------------------
 
     def expire(self) -> int:
-        """Forget records older than the horizons need (with a day of slack for skew between
-        partitions); returns how many customers were dropped."""
-        if self.clock is None:
+        """Forget records no later record can join: every source has moved more than the 24 h
+        horizon past them (when it happens does not change any answer). Returns how many
+        customers were dropped."""
+        if any(s not in self.progress for s in self.sources):
             return 0
-        cutoff = self.clock - CUSTOMER_KEPT_MS
+        cutoff = min(self.progress[s] for s in self.sources) - CUSTOMER_KEPT_MS
         gone = 0
         for key, cust in list(self.customers.items()):
             before = (len(cust.contacts), len(cust.resolutions), len(cust.reopens),
@@ -151,7 +161,7 @@ class CustomerStage:
         out: list[tuple[str, Any]] = []
         for key in self._dirty:
             if key == "m":
-                out.append(("m", {"clock": self.clock,
+                out.append(("m", {"progress": self.progress,
                                   "high_water": self.origins.high_water}))
             else:
                 cust = self.customers.get(key[2:])
@@ -162,7 +172,7 @@ class CustomerStage:
     def load(self, key: str, value: Any) -> None:
         if key == "m":
             if value is not None:
-                self.clock = value["clock"]
+                self.progress = value["progress"]
                 self.origins.high_water = value["high_water"]
         elif value is None:
             self.customers.pop(key[2:], None)

@@ -98,7 +98,8 @@ class CustomerRecord:
 
     ``kind``: ``contact`` (a conversation created), ``resolution`` (``value`` = its ordinal in the
     conversation), ``reopen``, ``served`` or ``order`` (``value`` = amount, ``ref`` = the order
-    event's id, ``conversation`` = the conversation it names, if any). ``series`` are where
+    event's id, ``conversation`` = the conversation it names, if any); ``progress``: no later
+    record of its events partition will be older than ``ts``. ``series`` are where
     the customer stage's answers are counted."""
 
     kind: str
