@@ -148,6 +148,14 @@ class Worker:
         except OSError:
             return 0.0
 
+    def ready(self) -> bool:
+        """/ready: every stage owns partitions here and recovery is over."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ready", timeout=5) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
     def processed(self) -> float:
         return self.metric("cs_events_processed_total")
 
@@ -180,7 +188,7 @@ def pipeline_rate(bootstrap: str, records: Rows, workers: int, tmp: Path,
         while time.monotonic() < deadline:
             owned = [[w.metric(f"cs_owned_{stage}_partitions") for w in procs]
                      for stage in ("event", "customer", "fact")]
-            if all(sum(o) == PARTITIONS for o in owned) and all(owned[0]):
+            if all(sum(o) == PARTITIONS for o in owned) and all(w.ready() for w in procs):
                 break
             time.sleep(0.5)
         start = time.perf_counter()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +55,29 @@ def scripted(t0: float) -> list[dict[str, Any]]:
     ], key=lambda ev: ev["ts"])
 
 
+def ready(worker: WorkerProcess) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(worker.url.replace("/metrics", "/ready"), timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
 def test_worker_exports_exact_first_response_and_reply_rate(kafka: KafkaBroker,
                                                             tmp_path: Path) -> None:
     topo = Topology(kafka.bootstrap)
     worker = WorkerProcess(topo, tmp_path).start()
     try:
+        deadline = time.monotonic() + 60
+        status, why = ready(worker)
+        while status != 200 and time.monotonic() < deadline:
+            assert status == 503 and why, why      # says what it waits for
+            time.sleep(0.2)
+            status, why = ready(worker)
+        assert (status, why) == (200, "ready")
+        assert value(worker.scrape(), "cs_ready") == 1
+        assert all(value(worker.scrape(), f"cs_owned_{stage}_partitions") == topo.partitions
+                   for stage in ("event", "customer", "fact"))
         events = scripted(time.time() - 120)
         asyncio.run(produce(kafka.bootstrap, events, topic=topo.events_topic))
         s = worker.wait_until(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from cs_pulse.app import EXIT_UNFLUSHED, FLUSH_SECONDS
+from cs_pulse.cli import EX_CONFIG
 from cs_pulse.devkafka import KafkaBroker
 from cs_pulse.topics import create_topic
 from harness import Topology, WorkerProcess, recompute, value
@@ -62,10 +65,12 @@ def test_restart_recovers_the_flushed_state_instead_of_reprocessing(kafka: Kafka
 
 def test_undeliverable_facts_stop_the_worker_instead_of_losing_them(kafka: KafkaBroker,
                                                                     tmp_path: Path) -> None:
-    """Facts the broker will not take (here: a facts topic made with too few partitions) must
-    not be skipped: the worker exits with EX_TEMPFAIL before flushing a cursor past them."""
+    """Facts the broker will not take (here: a facts topic that refuses records over 200
+    bytes) must not be skipped: the worker exits with EX_TEMPFAIL before flushing a cursor
+    past them."""
     topo = Topology(kafka.bootstrap, partitions=4)
-    asyncio.run(create_topic(kafka.bootstrap, f"{topo.name}.facts", partitions=1))
+    asyncio.run(create_topic(kafka.bootstrap, f"{topo.name}.facts", partitions=4,
+                             configs={"max.message.bytes": "200"}))
     worker = WorkerProcess(topo, tmp_path, "w").start()
     try:
         produce_simulation(kafka.bootstrap, topo.events_topic, seed=41, minutes=5)
@@ -74,6 +79,20 @@ def test_undeliverable_facts_stop_the_worker_instead_of_losing_them(kafka: Kafka
         assert "output not delivered" in worker.log_tail()
     finally:
         worker.stop()
+
+
+def test_a_topic_with_the_wrong_partition_count_is_refused_in_one_line(
+        kafka: KafkaBroker, tmp_path: Path) -> None:
+    topo = Topology(kafka.bootstrap, partitions=4)
+    asyncio.run(create_topic(kafka.bootstrap, f"{topo.name}.facts", partitions=1))
+    worker = WorkerProcess(topo, tmp_path, "w")
+    worker.proc = subprocess.Popen([sys.executable, "-m", "cs_pulse.cli", "worker"],
+                                   env=worker.env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT)
+    out, _ = worker.proc.communicate(timeout=60)
+    assert worker.proc.returncode == EX_CONFIG
+    lines = [line for line in out.decode().splitlines() if "cannot start" in line]
+    assert len(lines) == 1 and f"{topo.name}.facts has 1" in lines[0], out.decode()[-2000:]
 
 
 def test_sigstop_past_the_session_timeout_then_sigcont(kafka: KafkaBroker,

@@ -254,12 +254,19 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
     async def health(_: web.Request) -> web.Response:
         return web.Response(text="ok")
 
+    async def ready(_: web.Request) -> web.Response:
+        """200 once every stage owns partitions here and recovery is over; 503 until then
+        (and during a rebalance)."""
+        state = readiness(app, topic_of)
+        return web.Response(text=state, status=200 if state == "ready" else 503)
+
     @app.task
     async def serve_metrics() -> None:
         quiet_debug_logging()
         web_app = web.Application()
         web_app.router.add_get("/metrics", metrics)
         web_app.router.add_get("/healthz", health)
+        web_app.router.add_get("/ready", ready)
         runner = web.AppRunner(web_app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.metrics_host, settings.metrics_port)
@@ -293,9 +300,29 @@ def quiet_debug_logging() -> None:
         root.setLevel(min(h.level for h in root.handlers) or logging.WARNING)
 
 
+def readiness(app: faust.App, topics: dict[str, str]) -> str:
+    """"ready", or what it waits for: a worker is ready when each of its stages owns
+    partitions (co-partitioned: a worker owning events partitions owns the same customers and
+    facts partitions) and the tables have recovered."""
+    try:
+        assigned = app.consumer.assignment()
+    except Exception:  # not started yet
+        return "starting"
+    if not app.flow_control.is_active():
+        return "rebalancing"
+    missing = [source for source, topic in topics.items()
+               if not any(tp.topic == topic for tp in assigned)]
+    if missing:
+        return "no partitions of: " + ", ".join(missing)
+    if not app.tables.recovery.completed.is_set():   # type: ignore[attr-defined]
+        return "recovering"
+    return "ready"
+
+
 def consumer_gauges(app: faust.App, topics: dict[str, str]) -> dict[str, float]:
-    """Partitions owned per stage and consumer lag (high watermark - last read offset - 1)."""
-    out: dict[str, float] = {}
+    """Readiness, partitions owned per stage and consumer lag (high watermark - last read
+    offset - 1)."""
+    out: dict[str, float] = {"cs_ready": 1.0 if readiness(app, topics) == "ready" else 0.0}
     try:
         consumer: Any = app.consumer
         assigned = consumer.assignment()

@@ -8,6 +8,8 @@ import logging
 import os
 import sys
 
+EX_CONFIG = 78   # a topic exists with the wrong partition count: restarting will not help
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cs-pulse", description=__doc__)
@@ -75,10 +77,15 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "worker":
         from cs_pulse.app import build_app
-        from cs_pulse.topics import ensure_topics
+        from cs_pulse.settings import Settings
+        from cs_pulse.topics import TopicMismatch, ensure_topics
 
+        try:
+            asyncio.run(ensure_topics(Settings()))
+        except TopicMismatch as exc:
+            logging.getLogger("cs_pulse").error("cannot start: %s", exc)
+            return EX_CONFIG
         app = build_app()
-        ensure_topics_sync(ensure_topics)
         sys.argv = ["cs-pulse", "worker", "--loglevel", args.loglevel, "--without-web"]
         app.main()
         return 0
@@ -121,12 +128,6 @@ def main(argv: list[str] | None = None) -> int:
             broker.stop()
         return 0
     return 2
-
-
-def ensure_topics_sync(fn: object) -> None:
-    from cs_pulse.settings import Settings
-
-    asyncio.run(fn(Settings()))  # type: ignore[operator]
 
 
 if __name__ == "__main__":

@@ -355,6 +355,7 @@ class Engine:
             aggregator = self.aggregator(partition)
             for fact, origin in decode_facts(value):
                 aggregator.apply(fact, wall, origin)
+            self.pipeline.last_fold_wall = wall
         return rewinds
 
     # --- persistence ---------------------------------------------------------------------------

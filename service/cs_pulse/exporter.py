@@ -373,6 +373,9 @@ class KpiCollector(Collector):
         if p.last_event_wall is not None:
             fams.gauge("cs_last_event_age_seconds", "Seconds since the last event was consumed.",
                        []).add_metric([], max(0.0, wall - p.last_event_wall))
+        if p.last_fold_wall is not None:
+            fams.gauge("cs_last_fold_age_seconds", "Seconds since facts were last folded into "
+                       "the windows.", []).add_metric([], max(0.0, wall - p.last_fold_wall))
         for name, value in self.extra().items():
             fams.gauge(name, name.replace("_", " "), []).add_metric([], float(value))
 

@@ -21,6 +21,7 @@ class PipelineStats:
     lag_sum: float = 0.0
     lag_count: float = 0.0
     last_event_wall: float | None = None
+    last_fold_wall: float | None = None   # the aggregation stage last folded facts
     facts_sent: float = 0.0
     dlq_sent: float = 0.0
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -12,33 +14,60 @@ from cs_pulse.settings import Settings
 CHANGELOG_TABLES = ("conversations", "customers", "aggregates")
 
 
-async def ensure_topics(settings: Settings) -> None:
-    """Create every topic a worker reads or writes before any consumer subscribes: a topic
-    missing when the group assigns partitions is ignored until the next metadata refresh."""
+class TopicMismatch(RuntimeError):
+    """A topic the worker needs exists with another partition count (co-partitioned stages
+    and changelogs would silently mix keys): fix the topic or ``CS_PULSE_PARTITIONS``."""
+
+
+def worker_topics(settings: Settings) -> list[str]:
+    return [settings.events_topic, settings.dlq_topic, settings.customers_topic,
+            settings.facts_topic] + [f"{settings.app_id}-{t}-changelog" for t in CHANGELOG_TABLES]
+
+
+async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
+    """Create every topic a worker reads or writes, and wait until each has the configured
+    partitions with a leader, before any consumer subscribes: a topic missing when the group
+    assigns partitions is ignored until the next metadata refresh (five minutes)."""
+    n = settings.partitions
+    names = worker_topics(settings)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        n = settings.partitions
-        wanted = [NewTopic(name, n, 1) for name in (
-            settings.events_topic, settings.dlq_topic, settings.customers_topic,
-            settings.facts_topic)]
-        wanted += [NewTopic(f"{settings.app_id}-{table}-changelog", n, 1,
-                            topic_configs={"cleanup.policy": "compact"})
-                   for table in CHANGELOG_TABLES]
-        wanted = [t for t in wanted if t.name not in existing]
+        wanted = [NewTopic(name, n, 1, topic_configs={"cleanup.policy": "compact"}
+                           if name.endswith("-changelog") else {})
+                  for name in names if name not in existing]
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
+        deadline = time.monotonic() + timeout
+        while True:
+            described = {t["topic"]: t for t in await admin.describe_topics(names)}
+            wrong = [f"{name} has {len(described[name]['partitions'])}"
+                     for name in names if name in described
+                     and described[name]["error_code"] == 0
+                     and len(described[name]["partitions"]) != n]
+            if wrong:
+                raise TopicMismatch(f"topics not of CS_PULSE_PARTITIONS={n} partitions: "
+                                    + ", ".join(wrong))
+            ready = all(name in described and described[name]["error_code"] == 0
+                        and all(p["leader"] >= 0 for p in described[name]["partitions"])
+                        for name in names)
+            if ready:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topics without a leader after {timeout:.0f} s: {names}")
+            await asyncio.sleep(0.2)
     finally:
         await admin.close()
 
 
-async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+async def create_topic(bootstrap: str, name: str, partitions: int,
+                       configs: dict[str, str] | None = None) -> None:
     """Create one topic (replication 1); fails if it exists."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(name, partitions, 1)])
+        await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs or {})])
     finally:
         await admin.close()

@@ -16,7 +16,7 @@ Key = tuple[str, tuple[tuple[str, str], ...]]
 
 # Describe the worker, not the data (or depend on its process lifetime and wall clock).
 NOT_COMPARED = ("cs_input_", "cs_facts_", "cs_event_lag", "cs_last_event_age",
-                "cs_consumer_lag", "cs_owned_", "cs_window_end")
+                "cs_last_fold_age", "cs_consumer_lag", "cs_owned_", "cs_window_end", "cs_ready")
 PIPELINE = ("cs_events_",)
 MUST_BE_PRESENT_SUFFIXES = ("_ratio", "_score", "_window_seconds", "_timestamp_seconds")
 MUST_BE_PRESENT = ("cs_staffing_", "cs_agent_max_concurrency", "cs_agent_online")
