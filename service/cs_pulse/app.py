@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, NoReturn
 
@@ -112,6 +113,7 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
     # One writer per stage; a flush takes all three locks for a consistent cut.
     locks = {source: asyncio.Lock() for source in (EVENTS, CUSTOMERS, FACTS)}
     flush_lock = asyncio.Lock()
+    pause = PauseGuard(settings.session_timeout)
 
     async def send(out: Output) -> None:
         """Deliver a stage's output before its lock is released: a flush (which takes the
@@ -145,7 +147,7 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
         """Persist the state changed since the last flush, cursors last. Records processed
         but not yet flushed when a worker dies are re-read from the persisted cursor."""
         async with flush_lock:
-            if not app.flow_control.is_active():   # rebalancing: partitions change hands
+            if not app.flow_control.is_active() or pause.holding():   # partitions may move
                 return
             async with locks[EVENTS], locks[CUSTOMERS], locks[FACTS]:
                 rows = dict(zip((EVENTS, CUSTOMERS, FACTS), engine.take_changes(), strict=True))
@@ -217,7 +219,8 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
     @app.timer(IDLE_CHECK_SECONDS)
     async def release_idle() -> None:
         """Events partitions quiet for the grace period take effect up to their newest time."""
-        if not app.flow_control.is_active():
+        pause.tick()
+        if not app.flow_control.is_active() or pause.holding():
             return
         async with locks[EVENTS]:
             out = engine.release_idle()
@@ -275,6 +278,30 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
 
     app.cs_engine = engine  # type: ignore[attr-defined]
     return app
+
+
+class PauseGuard:
+    """After this process was stopped (SIGSTOP, a VM freeze) for a third of the session
+    timeout, it may no longer own its partitions: hold idle releases and flushes for one
+    session timeout, until the group has told it. (A release there would number outputs
+    differently from the new owner's; full fencing is a separate matter.)"""
+
+    def __init__(self, session_timeout: float) -> None:
+        self.threshold = max(2.0, session_timeout / 3)
+        self.session_timeout = session_timeout
+        self.last = time.monotonic()
+        self.hold_until = 0.0
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now - self.last > self.threshold:
+            log.warning("paused for %.1f s: holding idle releases and flushes for %.0f s",
+                        now - self.last, self.session_timeout)
+            self.hold_until = now + self.session_timeout
+        self.last = now
+
+    def holding(self) -> bool:
+        return time.monotonic() < self.hold_until
 
 
 def exit_unflushed(what: str, exc: BaseException) -> NoReturn:
