@@ -78,6 +78,9 @@ def dashboard(uid: str, title: str, panels: list[dict[str, Any]], variables: lis
 SHOP_VAR = variable("shop", "label_values(cs_peak_hour, shop)", "Shop")
 QUEUE_VAR = variable("queue", 'label_values(cs_queued_total{shop=~"$shop"}, queue)', "Queue")
 AGENT_VAR = variable("agent", 'label_values(cs_agent_online{shop=~"$shop"}, agent)', "Agent")
+CHANNEL_VAR = variable(
+    "channel", 'label_values(cs_first_response_within_total{shop=~"$shop"}, channel)', "Channel")
+SC = 'shop=~"$shop", channel=~"$channel"'
 
 PCT_80 = [(None, "red"), (0.7, "orange"), (0.8, "green")]
 
@@ -128,7 +131,24 @@ FLOOR = dashboard("cs-floor", "Floor board", [
         target(f"max by (shop) (cs_staffing_concurrency{{{SHOP}}})", "concurrency {{shop}}",
                "C"),
     ], w=12, h=8),
-], [SHOP_VAR, QUEUE_VAR], "Live service level, waiting customers, staffing; peaks shaded.")
+    # Each channel against its own benchmark (README "First response against channel tiers").
+    panel("First response within tier: $channel (1 h)", [target(
+        f"shop_channel_tier:cs_first_response_within:ratio_rate1h{{{SC}}}", "{{tier}} {{shop}}")],
+        unit="percentunit", w=8, thresholds=PCT_80,
+        description="Share of answered waits within the channel's excellent / good / acceptable "
+                    "target (email and social in opening hours). Ticket below 80 % within good "
+                    "over 6 h.",
+        extra={"repeat": "channel", "repeatDirection": "h", "maxPerRow": 3}),
+    panel("Within tier today, by queue", [target(
+        f"cs_first_response_tier_ratio{{{SC}, window=\"today\"}}",
+        "{{shop}}/{{queue}} {{channel}} {{tier}}")], unit="percentunit", kind="bargauge", w=16,
+        thresholds=PCT_80),
+    panel("Tier targets", [target(
+        "channel_tier:cs_first_response_tier_target_seconds:max{channel=~\"$channel\"}",
+        "{{channel}} {{tier}}")], unit="s", kind="stat", w=8),
+], [SHOP_VAR, QUEUE_VAR, CHANNEL_VAR],
+    "Live service level, waiting customers, staffing, each channel against its first-response "
+    "tiers; peaks shaded.")
 
 AGENT = dashboard("cs-agents", "Agent scorecard", [
     panel("First response p90 by agent", [target(

@@ -23,8 +23,13 @@ from aiokafka.partitioner import DefaultPartitioner
 from cs_pulse.produce import event_key
 
 Record = tuple[int, int, bytes | None, bytes | None]
-SHOPS = {"default": {"tz": "Asia/Shanghai"},
-         "shops": {"ny": {"tz": "America/New_York", "peaks": [["09:00", "12:00"]]}}}
+# Opening hours (email and social tiers count only them) around the story starts, a closed
+# day, and Sunday-night hours on both sides of New York's DST changes.
+SHOPS = {"default": {"tz": "Asia/Shanghai", "opening": [["mon-fri", "09:00", "18:00"]],
+                     "closed": ["11-15"]},
+         "shops": {"ny": {"tz": "America/New_York", "peaks": [["09:00", "12:00"]],
+                          "opening": [["sun", "00:15", "00:55"], ["sun", "03:00", "04:00"],
+                                      ["mon-sat", "08:00", "24:00"]]}}}
 # Story starts: an ordinary morning, just before Shanghai's midnight, and the nights New York
 # springs forward and falls back.
 STARTS = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -723,7 +724,7 @@ def test_window_quantiles() -> None:
         log.cust(cid, T0, part=20 + i)
         log.agent(cid, T0 + frt * SEC, part=20 + i)
     r = log.run(T0 + HOUR)
-    # buckets: <=5: 4, <=10: 3, <=15: 1, <=40: 1, +Inf: 1
+    # buckets: <=5: 4, <=10: 3, <=15: 1, <=40: 1, <=3600: 1
     # p50: rank 5 in (5, 10] (cum 4 -> 7): 5 + 5 * (5 - 4) / 3
     assert r.val("cs_first_response_window_seconds", Q, window="today", stat="p50") == \
         pytest.approx(5 + 5 / 3)
@@ -731,8 +732,9 @@ def test_window_quantiles() -> None:
     assert r.val("cs_first_response_window_seconds", Q, window="today", stat="p90") == 40.0
     assert r.val("cs_first_response_window_seconds", Q, window="today", stat="avg") == \
         pytest.approx(sum(frts) / 10)
-    # rank in +Inf answers with the highest finite bound; p50 rank 1 in (0, 5]
-    assert r.val("cs_first_response_window_seconds", other, window="today", stat="p90") == 1800
+    # other: p90 rank 1.8 in (1800, 3600] (cum 1 -> 2): 1800 + 1800 * 0.8; p50 rank 1 in (0, 5]
+    assert r.val("cs_first_response_window_seconds", other, window="today", stat="p90") == \
+        pytest.approx(3240.0)
     assert r.val("cs_first_response_window_seconds", other, window="today", stat="p50") == 5.0
     # the 60m window [08:00:10, 09:00+1h] holds the answers at T0+1s..T0+35s and T0+2000s
     assert r.val("cs_first_response_seconds_bucket", Q, le="+Inf") == 10
@@ -828,7 +830,8 @@ def test_staffing_inputs_and_outputs() -> None:
 def test_empty_log() -> None:
     r = Log().run(T0)
     assert {n for n, _, _ in r.samples} == {
-        "cs_events_duplicate_total", "cs_events_late_total", "cs_window_end_timestamp_seconds"}
+        "cs_events_duplicate_total", "cs_events_late_total", "cs_window_end_timestamp_seconds",
+        "cs_first_response_tier_target_seconds"}   # the tier targets are always exported
 
 
 # ------------------------------------------------------------------------------------------------
@@ -913,3 +916,262 @@ def test_today_and_local_hours_follow_dst() -> None:
     assert vol == {("0", "conversations"): 1, ("1", "conversations"): 1,
                    ("3", "conversations"): 1}
     assert r.val("cs_conversations_total", ny) == 4
+
+
+# ------------------------------------------------------------------------------------------------
+# First response against channel tiers
+# ------------------------------------------------------------------------------------------------
+
+TIER_NAMES = ("excellent", "good", "acceptable")
+
+
+def tiers(r: Result, labels: dict[str, str]) -> tuple[float | None, ...]:
+    return tuple(r.get("cs_first_response_within_total", labels, tier=t) for t in TIER_NAMES)
+
+
+def tier_ratios(r: Result, labels: dict[str, str], window: str) -> tuple[float | None, ...]:
+    return tuple(r.get("cs_first_response_tier_ratio", labels, window=window, tier=t)
+                 for t in TIER_NAMES)
+
+
+def answered_wait(log: Log, cid: str, part: int, start: int, frt_ms: int, **kw: Any) -> None:
+    """A conversation whose wait starts at ``start`` (its customer message) and is answered
+    ``frt_ms`` later."""
+    log.started(cid, start, part, **kw)
+    log.cust(cid, start, part)
+    log.agent(cid, start + frt_ms, part)
+
+
+def test_tier_counts_and_ratios_on_the_wall_clock() -> None:
+    # The default shop calendar has no opening hours: always open, so the business clock of
+    # social and email equals the wall clock.  Every wait starts at T0 (09:00 local).
+    log = Log()
+    part = iter(range(100))
+    # chat (60 / 300 / 3600 s): 30 and 60 (bounds are inclusive) excellent; 61 and 300 good;
+    # 3600 acceptable; 3601 none.
+    for i, frt in enumerate([30, 60, 61, 300, 3600, 3601]):
+        answered_wait(log, f"c{i}", next(part), T0, frt * SEC)
+    # not in the tier shares: an abandoned wait, a closed-unanswered one, one still waiting
+    log.started("ab", T0, next(part))
+    log.cust("ab", T0, 200)
+    log.closed("ab", T0 + 20 * SEC, 200, by="customer")
+    log.started("cu", T0, 201)
+    log.cust("cu", T0, 201)
+    log.closed("cu", T0 + 20 * SEC, 201, by="agent")
+    log.started("wt", T0, 202)
+    log.cust("wt", T0, 202)
+    # social (900 / 3600 / 7200 s)
+    social = {**Q, "queue": "tw", "channel": "social"}
+    for i, frt in enumerate([900, 901, 7200, 7201]):
+        answered_wait(log, f"s{i}", next(part), T0, frt * SEC, channel="social", queue="tw")
+    # email (3600 / 14400 / 43200 s): answered at 10:00, 13:00, 21:00 and 21:00:01
+    email = {**Q, "queue": "mail", "channel": "email"}
+    for i, frt in enumerate([3600, 14400, 43200, 43201]):
+        answered_wait(log, f"e{i}", next(part), T0, frt * SEC, channel="email", queue="mail")
+    # a chat queue whose only answer is beyond every tier: all three counters exist, at 0
+    slow = {**Q, "queue": "slow"}
+    answered_wait(log, "x", next(part), T0, 4000 * SEC, queue="slow")
+    # a conversation without channel (created by its message) is measured against chat's
+    # tiers: 90 s is good and acceptable
+    log.add("message.sent", T0, next(part), conversation_id="n", sender="customer", chars=3)
+    log.agent("n", T0 + 90 * SEC, part=next(part) - 1)
+    nochan = {"shop": "shop-1", "queue": "", "channel": ""}
+
+    now = T0 + 43260 * SEC                     # 21:01 local
+    r = log.run(now)
+    assert r.val("cs_first_response_seconds_count", Q) == 6
+    assert tiers(r, Q) == (2, 4, 5)
+    assert tiers(r, social) == (1, 2, 3)
+    assert tiers(r, email) == (1, 2, 3)
+    assert tiers(r, slow) == (0, 0, 0)
+    assert tiers(r, nochan) == (0, 1, 1)
+    # today holds every answer
+    assert tier_ratios(r, Q, "today") == pytest.approx((2 / 6, 4 / 6, 5 / 6))
+    assert tier_ratios(r, social, "today") == pytest.approx((1 / 4, 2 / 4, 3 / 4))
+    assert tier_ratios(r, slow, "today") == (0.0, 0.0, 0.0)
+    # 60m = [now - 3590 s, now] = [T0 + 39670 s, ...]: only email's last two answers
+    # (43200 s: acceptable; 43201 s: none); no chat answer, so no chat ratio
+    assert tier_ratios(r, email, "60m") == (0.0, 0.0, 0.5)
+    assert tier_ratios(r, Q, "60m") == (None, None, None)
+    # 1m = [now - 50 s, now]: no answer at all
+    assert tier_ratios(r, email, "1m") == (None, None, None)
+    # queue series only
+    assert not r.named("cs_agent_first_response_within_total")
+    assert not r.named("cs_agent_first_response_tier_ratio")
+    # every series with an answered wait has the three tier counters, and no other series
+    counted = {frozenset(lb.items()) for lb, _ in r.named("cs_first_response_seconds_count")
+               if "queue" in lb}
+    within = [lb for lb, _ in r.named("cs_first_response_within_total")]
+    assert len(within) == 3 * len(counted)
+    assert {frozenset((k, v) for k, v in lb.items() if k != "tier") for lb in within} == counted
+    # the configured targets, per channel and tier
+    targets = {(lb["channel"], lb["tier"]): v
+               for lb, v in r.named("cs_first_response_tier_target_seconds")}
+    assert targets == {
+        ("chat", "excellent"): 60, ("chat", "good"): 300, ("chat", "acceptable"): 3600,
+        ("phone", "excellent"): 60, ("phone", "good"): 300, ("phone", "acceptable"): 3600,
+        ("social", "excellent"): 900, ("social", "good"): 3600, ("social", "acceptable"): 7200,
+        ("email", "excellent"): 3600, ("email", "good"): 14400,
+        ("email", "acceptable"): 43200,
+    }
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def berlin(day: int, h: int, m: int = 0, month: int = 3) -> int:
+    """Epoch ms of 2024-<month>-<day> h:m in Berlin (UTC+1 until 2024-03-31 02:00)."""
+    return int(datetime(2024, month, day, h, m, tzinfo=BERLIN).timestamp() * 1000)
+
+
+WEEKDAYS = {"tz": "Europe/Berlin", "opening": [["mon-fri", "09:00", "18:00"]]}
+
+
+def test_business_hours_across_a_weekend() -> None:
+    # 2024-03-08 is a Friday, 03-11 the Monday after.  Shop "eu": open mon-fri 09:00-18:00.
+    shops = {"shops": {"eu": WEEKDAYS}}
+    eu = {"shop": "eu", "queue": "tw", "channel": "social"}
+    kw = {"shop_id": "eu", "channel": "social", "queue": "tw"}
+    log = Log()
+    # Fri 17:30 -> Mon 09:30: 30 min on Friday + 30 min on Monday = 3600 s (good, inclusive;
+    # not excellent); the wall time, 64 h, would be beyond every social tier.
+    answered_wait(log, "w1", 1, berlin(8, 17, 30), berlin(11, 9, 30) - berlin(8, 17, 30),
+                  **kw)
+    # Sat 10:00 -> Sat 12:00: starts and is answered while closed: tier time 0
+    answered_wait(log, "w2", 2, berlin(9, 10), 2 * HOUR, **kw)
+    # Mon 08:00 -> Mon 09:20: 20 min = 1200 s (good)
+    answered_wait(log, "w3", 3, berlin(11, 8), 80 * MIN, **kw)
+    # Mon 17:00 -> Tue 09:01: 61 min (acceptable only)
+    answered_wait(log, "w4", 4, berlin(11, 17), berlin(12, 9, 1) - berlin(11, 17), **kw)
+    now = berlin(12, 10)
+    r = log.run(now, shops=shops)
+    assert r.val("cs_first_response_seconds_sum", eu) == (64 * 3600 + 7200 + 4800 + 16 * 3600
+                                                            + 60)
+    assert tiers(r, eu) == (1, 3, 4)
+    # today (Tue) holds w4's answer only
+    assert tier_ratios(r, eu, "today") == (0.0, 0.0, 1.0)
+    # without opening hours the shop is always open: business = wall (w2 7200 s and w3
+    # 4800 s acceptable; w1 64 h and w4 16 h 1 min none)
+    r = log.run(now, shops={"shops": {"eu": {"tz": "Europe/Berlin"}}})
+    assert tiers(r, eu) == (0, 0, 2)
+    # chat keeps the wall clock even in a shop with opening hours
+    log2 = Log()
+    answered_wait(log2, "c1", 1, berlin(9, 10), 50 * SEC, shop_id="eu")
+    answered_wait(log2, "c2", 2, berlin(8, 17, 59), 2 * MIN, shop_id="eu")
+    r = log2.run(now, shops=shops)
+    assert tiers(r, {**eu, "queue": "pre", "channel": "chat"}) == (1, 2, 2)
+
+
+def test_closed_holidays_and_opening_hours_from_the_default() -> None:
+    # The default calendar opens mon-fri 09:00-18:00 (Berlin); "h1" closes Friday 03-08 every
+    # year, "h2" also 2024-03-11 (a Monday); "open" has no opening hours (always open).
+    shops = {
+        "default": WEEKDAYS,
+        "shops": {"h1": {"closed": ["03-08"]},
+                  "h2": {"closed": ["03-08", "2024-03-11"]},
+                  "open": {"opening": []}},
+    }
+    log = Log()
+    start, frt = berlin(7, 17, 50), berlin(12, 9, 5) - berlin(7, 17, 50)   # Thu -> Tue
+    for i, shop in enumerate(["h1", "h2", "open", "plain"]):
+        answered_wait(log, f"c{i}", i, start, frt, shop_id=shop, channel="social", queue="q")
+    r = log.run(berlin(12, 10), shops=shops)
+
+    def lab(shop: str) -> dict[str, str]:
+        return {"shop": shop, "queue": "q", "channel": "social"}
+
+    # h1: Thu 10 min + Mon 9 h + Tue 5 min = 33 300 s: beyond acceptable (7200 s)
+    assert tiers(r, lab("h1")) == (0, 0, 0)
+    # h2: Thu 10 min + Tue 5 min = 900 s: excellent (inclusive)
+    assert tiers(r, lab("h2")) == (1, 1, 1)
+    # plain (the default calendar, no holiday): + Fri 9 h
+    assert tiers(r, lab("plain")) == (0, 0, 0)
+    # open: always open, 4 days of wall time
+    assert tiers(r, lab("open")) == (0, 0, 0)
+    # a wait that only spans the holiday: Fri 08-03 10:00 -> 11:00 is 0 for h1, 1 h otherwise
+    log = Log()
+    for i, shop in enumerate(["h1", "plain"]):
+        answered_wait(log, f"d{i}", i, berlin(8, 10), HOUR, shop_id=shop, channel="social",
+                      queue="q")
+    r = log.run(berlin(8, 12), shops=shops)
+    assert tiers(r, lab("h1")) == (1, 1, 1)
+    assert tiers(r, lab("plain")) == (0, 1, 1)
+
+
+def test_tier_config_overrides() -> None:
+    shops = {"first_response_tiers": {
+        "chat": {"excellent": 30},                    # good, acceptable, clock: defaults
+        "email": {"acceptable": 82800},
+        "video": {"excellent": 10, "clock": "business"},   # a channel the defaults lack
+    }}
+    log = Log()
+    answered_wait(log, "c1", 1, T0, 45 * SEC)
+    answered_wait(log, "c2", 2, T0, 30 * SEC)
+    r = log.run(T0 + MIN, shops=shops)
+    assert tiers(r, Q) == (1, 2, 2)                   # 45 s no longer excellent
+    assert tiers(log.run(T0 + MIN), Q) == (2, 2, 2)      # the defaults: both excellent
+    targets = {(lb["channel"], lb["tier"]): v
+               for lb, v in r.named("cs_first_response_tier_target_seconds")}
+    assert targets[("chat", "excellent")] == 30
+    assert targets[("chat", "good")] == 300
+    assert targets[("phone", "excellent")] == 60          # phone keeps its own default
+    assert targets[("email", "excellent")] == 3600
+    assert targets[("email", "acceptable")] == 82800
+    assert targets[("video", "excellent")] == 10
+    assert targets[("video", "good")] == 300              # from chat's defaults
+    assert len(targets) == 15
+    # a clock override: chat on the business clock of a shop open mon-fri 09:00-18:00
+    # (Fri 17:59 -> Sat 10:00 = 60 s of opening hours: excellent at the default 60 s)
+    log = Log()
+    answered_wait(log, "c1", 1, berlin(8, 17, 59), berlin(9, 10) - berlin(8, 17, 59),
+                  shop_id="eu")
+    eu_chat = {"shop": "eu", "queue": "pre", "channel": "chat"}
+    cfg = {"shops": {"eu": WEEKDAYS}}
+    assert tiers(log.run(berlin(9, 11), shops=cfg), eu_chat) == (0, 0, 0)
+    cfg["first_response_tiers"] = {"chat": {"clock": "business"}}
+    assert tiers(log.run(berlin(9, 11), shops=cfg), eu_chat) == (1, 1, 1)
+
+
+def test_business_hours_on_a_dst_day() -> None:
+    # Europe/Berlin moves to summer time on Sunday 2024-03-31: that day's 00:00-24:00 interval
+    # lasts 23 h.  Open on Sundays only; a wait Sat 03-30 23:00 -> Mon 04-01 01:00 has a tier
+    # time of 23 h = 82 800 s.
+    email = {"shop": "eu", "queue": "mail", "channel": "email"}
+    log = Log()
+    start = berlin(30, 23)
+    answered_wait(log, "e1", 1, start, berlin(1, 1, month=4) - start, shop_id="eu",
+                  channel="email", queue="mail")
+    cal = {"tz": "Europe/Berlin", "opening": [["sun", "00:00", "24:00"]]}
+    for acceptable, expected in [(82800, (0, 0, 1)), (82799, (0, 0, 0))]:
+        shops = {"shops": {"eu": cal},
+                 "first_response_tiers": {"email": {"acceptable": acceptable}}}
+        r = log.run(berlin(1, 2, month=4), shops=shops)
+        assert tiers(r, email) == expected
+        assert r.val("cs_first_response_seconds_sum", email) == 25 * 3600.0
+
+
+def test_quantile_rank_in_the_inf_bucket_is_inf() -> None:
+    # Waits longer than the largest bound (604 800 s = 7 d), kept alive by a customer message
+    # every 6 days (an open conversation expires 7 d after its last event).
+    log = Log()
+    log.started("c1", T0, 1)
+    log.cust("c1", T0, 1)
+    log.cust("c1", T0 + 6 * DAY, 1)
+    log.agent("c1", T0 + 8 * DAY, 1)                     # 691 200 s
+    log.started("c2", T0 + 8 * DAY - 10 * SEC, 2)
+    log.cust("c2", T0 + 8 * DAY - 10 * SEC, 2)
+    log.agent("c2", T0 + 8 * DAY, 2)                     # 10 s
+    now = T0 + 8 * DAY + MIN
+    r = log.run(now)
+    assert r.val("cs_first_response_seconds_bucket", Q, le="604800.0") == 1
+    assert r.val("cs_first_response_seconds_bucket", Q, le="+Inf") == 2
+    # p50: rank 1 in (5, 10] -> 10; p90: rank 1.8 in +Inf -> +Inf, not 604800
+    assert r.val("cs_first_response_window_seconds", Q, window="today", stat="p50") == 10.0
+    assert r.val("cs_first_response_window_seconds", Q, window="today", stat="p90") == \
+        float("inf")
+    assert r.val("cs_first_response_window_seconds", Q, window="today", stat="avg") == \
+        (691200 + 10) / 2
+    # the longest bucket bounds of the README
+    les = {lb["le"] for lb, _ in r.named("cs_first_response_seconds_bucket")}
+    assert {"86400.0", "172800.0", "604800.0", "+Inf"} <= les and len(les) == 24
+    assert tiers(r, Q) == (1, 1, 1)

@@ -45,7 +45,7 @@ def panel_queries() -> list[tuple[str, str]]:
                            .read_text())
     out += [(f"grafana-rule/{r['uid']}", d["model"]["expr"]) for g in rules["groups"]
             for r in g["rules"] for d in r["data"] if d["datasourceUid"] != "__expr__"]
-    return [(k, re.sub(r"\$(shop|queue|agent)", ".*", e)) for k, e in out]
+    return [(k, re.sub(r"\$(shop|queue|agent|channel)", ".*", e)) for k, e in out]
 
 
 def test_committed_dashboards_are_built_from_code() -> None:

@@ -1,8 +1,10 @@
-"""Real data end to end: both Anonymous Bank months and the IBM Twitter dev set, replayed with
-their recorded times through the real broker into a real worker, and a simulated day. Every
-number on its /metrics must equal the DuckDB SQL recomputation from the topic
-(``cs-pulse audit``), and the bank's call-centre figures must equal a separate script that
-reads the raw rows (``tests/oracles/bank_raw.py``) — not the adapter's events."""
+"""Real data end to end: both Anonymous Bank months and the IBM Twitter dev and test sets,
+replayed with their recorded times through the real broker into a real worker, and a simulated
+day. Every number on its /metrics must equal the DuckDB SQL recomputation from the topic
+(``cs-pulse audit``); the bank's call-centre figures must equal a separate script that reads the
+raw rows (``tests/oracles/bank_raw.py``), and Twitter's first responses (tier shares, buckets,
+median bucket) one that reads the raw JSON's tweet times (``tests/oracles/twitter_raw.py``) —
+neither reads the adapter's events."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from cs_pulse.replay import load
 from cs_pulse.settings import Settings, shops_config
 from cs_pulse.simulate import SimConfig, generate
 from harness import Samples, Topology, WorkerProcess, value
+from oracles import twitter_raw
 from oracles.bank_raw import figures
 
 pytestmark = pytest.mark.kafka
@@ -33,7 +36,9 @@ DATASETS = {
     "january": (DATA / "technion_callcenter" / "january.txt", "technion"),
     "october": (DATA / "technion_callcenter" / "october.txt", "technion"),
     "twitter-dev": (DATA / "ibm_twitter_care" / "dev.json", "twitter"),
+    "twitter-test": (DATA / "ibm_twitter_care" / "test.json", "twitter"),
 }
+TIERS = ("excellent", "good", "acceptable")
 
 
 def replay(bootstrap: str, topic: str, path: Path, fmt: str) -> int:
@@ -89,6 +94,45 @@ def twitter_conversations(path: Path) -> int:
     return count
 
 
+def check_twitter_first_responses(samples: Samples, want: dict) -> None:
+    """Per company and in total: answered waits, tier counts and per-bucket counts from
+    /metrics equal the raw-JSON script's; so do the total's tier shares and median bucket."""
+    def frt_buckets(**labels: str) -> dict[float, float]:
+        """Per-bucket (not cumulative) counts, summed over the matching queue series."""
+        cumulative: dict[float, float] = {}
+        for n, lab, v in samples:
+            if n == "cs_first_response_seconds_bucket" and \
+                    all(lab.get(k) == x for k, x in labels.items()):
+                cumulative[float(lab["le"])] = cumulative.get(float(lab["le"]), 0.0) + v
+        bounds = sorted(cumulative)
+        return {b: cumulative[b] - (cumulative[bounds[i - 1]] if i else 0.0)
+                for i, b in enumerate(bounds)}
+
+    for shop, fig in [("", want["total"]), *want["shops"].items()]:
+        labels = {"shop": shop} if shop else {}
+        assert value(samples, "cs_first_response_seconds_count", **labels) == fig["answered"]
+        assert value(samples, "cs_first_response_seconds_sum", **labels) == \
+            pytest.approx(fig["first_response_seconds_sum"], rel=1e-9)
+        assert value(samples, "cs_abandoned_total", **labels) == fig["abandoned"]
+        for tier in TIERS:
+            assert value(samples, "cs_first_response_within_total", tier=tier, **labels) == \
+                fig[f"within_{tier}"], (shop, tier)
+        assert frt_buckets(**labels) == {float(k): float(v) for k, v in fig["buckets"].items()}
+    total = want["total"]
+    buckets = frt_buckets()
+    rank, cumulative = 0.5 * total["answered"], 0.0
+    for lower, upper in itertools.pairwise([0.0, *sorted(buckets)]):
+        cumulative += buckets[upper]
+        if buckets[upper] > 0 and cumulative >= rank:
+            assert (lower, upper) == tuple(total["median_bucket"])
+            break
+    else:
+        pytest.fail("no median bucket")
+    print(f"first responses: {total['answered']}, within excellent/good/acceptable "
+          f"{total['share_excellent']:.4f}/{total['share_good']:.4f}/"
+          f"{total['share_acceptable']:.4f}, median bucket {total['median_bucket']}")
+
+
 @pytest.mark.parametrize("dataset", list(DATASETS))
 def test_real_data_through_broker_and_worker_equals_both_recomputations(
         kafka: KafkaBroker, tmp_path: Path, dataset: str, capsys: pytest.CaptureFixture[str]
@@ -114,6 +158,7 @@ def test_real_data_through_broker_and_worker_equals_both_recomputations(
                 assert expected == pytest.approx(want[key], rel=1e-12), key
         else:
             assert value(samples, "cs_conversations_total") == twitter_conversations(path)
+            check_twitter_first_responses(samples, twitter_raw.figures(path))
     finally:
         worker.stop()
 

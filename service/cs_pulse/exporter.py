@@ -24,10 +24,18 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from cs_pulse.domain.aggregate import Aggregator, Counts, Live, window_starts
 from cs_pulse.domain.catalogue import HISTOGRAMS, HOURLY_KINDS
-from cs_pulse.domain.kpis import hist_counts, hist_stats, kpis, presence_kpis, ratio
+from cs_pulse.domain.kpis import (
+    hist_counts,
+    hist_stats,
+    kpis,
+    presence_kpis,
+    ratio,
+    tier_shares,
+)
 from cs_pulse.domain.model import AGENT, AGENT_LABELS, QUEUE, QUEUE_LABELS, parse_series
 from cs_pulse.domain.presence import status_at
 from cs_pulse.domain.staffing import recommend
+from cs_pulse.domain.tiers import TIER_KINDS
 from cs_pulse.engine import Engine
 from cs_pulse.pipeline import LAG_BUCKETS, PipelineStats
 from cs_pulse.settings import Settings
@@ -56,6 +64,9 @@ COUNTERS: list[tuple[str, str, str, dict[str, str]]] = [
       "abandoned_within": "sl_abandoned_within", "abandoned_after": "sl_abandoned_after"}),
     ("abandoned_total", "Waits abandoned before a human reply (at the wait start).", "",
      {"": "abandoned"}),
+    ("first_response_within_total",
+     "Answered waits within the channel's first-response tier target (at the answer).", "tier",
+     TIER_KINDS),
     ("short_abandoned_total", "Waits abandoned within 5 s (at the wait start).", "",
      {"": "abandoned_short"}),
     ("transferred_total", "Conversations transferred at least once (at creation).", "",
@@ -190,6 +201,12 @@ class KpiCollector(Collector):
         fams.counter("cs_facts_late", "Facts older than every rolling window (kept in totals "
                      "and their day).", []).add_metric(
             [], sum(a.stats.get("late_facts", 0.0) for a in aggregators))
+        targets = fams.gauge("cs_first_response_tier_target_seconds",
+                             "Each channel's first-response tier targets (configuration).",
+                             ["channel", "tier"])
+        for channel, tiers in self.settings.calendars.tiers.items():
+            for tier, target in tiers.targets().items():
+                targets.add_metric([channel, tier], target)
         self._pipeline(fams, wall)
         yield from fams.families.values()
 
@@ -230,6 +247,13 @@ class KpiCollector(Collector):
                 if value is not None:
                     name, doc = WINDOW_GAUGES[key]
                     fams.gauge(prefix + name, doc, wl).add_metric(list(wv), value)
+            if prefix == "cs_":
+                shares = fams.gauge("cs_first_response_tier_ratio",
+                                    "Answered waits within the channel's tier target / answered "
+                                    "waits.", [*wl, "tier"])
+                for tier, share in tier_shares(counts).items():
+                    if share is not None:
+                        shares.add_metric([*wv, tier], share)
             for kind in ("first_response", "response"):
                 stats = fams.gauge(f"{prefix}{kind}_window_seconds",
                                    f"{kind.replace('_', ' ')} p50/p90/avg over the window.",

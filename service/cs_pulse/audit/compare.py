@@ -71,6 +71,8 @@ def differences(recomputed: dict[Key, float], live: dict[Key, float],
                     out.append(Difference(name, labels, want, got))
                 continue
             want, got = want or 0.0, got or 0.0
+        if got == want:   # also +Inf quantiles (above every bucket) on both sides
+            continue
         if abs(got - want) > tolerance * max(1.0, abs(want)):
             out.append(Difference(name, labels, want, got))
     return out

@@ -124,15 +124,82 @@ def classify(value: bytes | None, now_ms: float) -> tuple[str | None, dict[str, 
     return None, obj
 
 
-def _calendars(shops: dict[str, Any] | None) -> list[tuple[str, str, list[list[str]], list[str]]]:
+_DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+# README "First response against channel tiers": default targets (seconds) and clocks.
+TIERS = ("excellent", "good", "acceptable")
+DEFAULT_TIERS: dict[str, dict[str, Any]] = {
+    "chat": {"excellent": 60, "good": 300, "acceptable": 3600, "clock": "wall"},
+    "phone": {"excellent": 60, "good": 300, "acceptable": 3600, "clock": "wall"},
+    "social": {"excellent": 900, "good": 3600, "acceptable": 7200, "clock": "business"},
+    "email": {"excellent": 3600, "good": 14400, "acceptable": 43200, "clock": "business"},
+}
+
+
+def _minutes(hhmm: str) -> int:
+    hours, minutes = str(hhmm).split(":")
+    value = int(hours) * 60 + int(minutes)
+    if not 0 <= value <= 24 * 60 or not 0 <= int(minutes) < 60:
+        raise ValueError(f"bad local time {hhmm!r} in the shop calendar")
+    return value
+
+
+def _days(spec: str) -> list[int]:
+    """ISO day numbers (1 = mon ... 7 = sun) of a ``days`` spec: a name, a range (wrapping
+    allowed) or a comma list of those."""
+    out: list[int] = []
+    for part in str(spec).lower().split(","):
+        ends = [d.strip() for d in part.split("-")]
+        if len(ends) > 2 or any(d not in _DAY_NAMES for d in ends):
+            raise ValueError(f"bad days {spec!r} in the shop calendar")
+        first, last = _DAY_NAMES.index(ends[0]), _DAY_NAMES.index(ends[-1])
+        span = (last - first) % 7
+        out += [(first + i) % 7 + 1 for i in range(span + 1)]
+    return sorted(set(out))
+
+
+def _opening(entries: Iterable[Any]) -> list[list[int]]:
+    """``opening`` as [iso day, start minute, end minute] rows (end may be 1440 = 24:00)."""
+    rows: list[list[int]] = []
+    for days, start, end in entries:
+        lo, hi = _minutes(start), _minutes(end)
+        if hi < lo:
+            raise ValueError(f"opening interval {start}-{end} crosses midnight (write two)")
+        rows += [[d, lo, hi] for d in _days(days)]
+    return rows
+
+
+CalendarRow = tuple[str, str, list[list[str]], list[str], list[list[int]], list[str]]
+
+
+def _calendars(shops: dict[str, Any] | None) -> list[CalendarRow]:
+    """One row per configured shop (its entry over the default's) and the default (shop '')."""
     cfg = shops or {}
     default = {**DEFAULT_CALENDAR, **(cfg.get("default") or {})}
-    rows = [("", str(default["tz"]), [list(p) for p in default["peaks"]],
-             list(default["sale_days"]))]
+
+    def row(shop: str, merged: dict[str, Any]) -> CalendarRow:
+        return (shop, str(merged["tz"]), [list(p) for p in merged["peaks"]],
+                list(merged["sale_days"]), _opening(merged.get("opening") or []),
+                [str(d) for d in merged.get("closed") or []])
+
+    rows = [row("", default)]
     for shop, entry in (cfg.get("shops") or {}).items():
-        merged = {**default, **(entry or {})}
-        rows.append((str(shop), str(merged["tz"]), [list(p) for p in merged["peaks"]],
-                     list(merged["sale_days"])))
+        rows.append(row(str(shop), {**default, **(entry or {})}))
+    return rows
+
+
+def _tiers(shops: dict[str, Any] | None) -> list[tuple[str, str, float, str]]:
+    """(channel, tier, target seconds, clock): the defaults with the top-level
+    ``first_response_tiers`` over them; a channel the defaults do not name starts from chat's."""
+    overrides = (shops or {}).get("first_response_tiers") or {}
+    rows = []
+    for channel in [*DEFAULT_TIERS, *(c for c in overrides if c not in DEFAULT_TIERS)]:
+        merged = {**DEFAULT_TIERS.get(channel, DEFAULT_TIERS["chat"]),
+                  **(overrides.get(channel) or {})}
+        clock = str(merged["clock"])
+        if clock not in ("wall", "business"):
+            raise ValueError(f"first_response_tiers: clock {clock!r} of {channel!r}")
+        rows += [(str(channel), tier, float(merged[tier]), clock) for tier in TIERS]
     return rows
 
 
@@ -146,7 +213,8 @@ def _sql_files() -> list[tuple[str, str]]:
 def load(con: duckdb.DuckDBPyConnection, records: Iterable[Record], now: float, *,
          grace_seconds: float = 5.0, shops: dict[str, Any] | None = None,
          releases: Iterable[tuple[int, int]] = ()) -> None:
-    """Create the input tables (raw_valid, raw_rejected, releases, params, shop_cfg)."""
+    """Create the input tables (raw_valid, raw_rejected, releases, params, shop_cfg,
+    tier_cfg)."""
     now_ms = round(now * 1000.0)   # README: the reading instant, in whole milliseconds
     parts: list[int] = []
     offs: list[int] = []
@@ -178,8 +246,13 @@ def load(con: duckdb.DuckDBPyConnection, records: Iterable[Record], now: float, 
                 [now_ms, float(now), round(grace_seconds * 1000.0)])
     cal = _calendars(shops)
     con.execute("CREATE OR REPLACE TABLE shop_cfg (shop VARCHAR, tz VARCHAR, "
-                "peaks VARCHAR[][], sale_days VARCHAR[])")
-    con.executemany("INSERT INTO shop_cfg VALUES (?, ?, ?, ?)", [list(r) for r in cal])
+                "peaks VARCHAR[][], sale_days VARCHAR[], opening INTEGER[][], "
+                "closed VARCHAR[])")
+    con.executemany("INSERT INTO shop_cfg VALUES (?, ?, ?, ?, ?, ?)", [list(r) for r in cal])
+    con.execute("CREATE OR REPLACE TABLE tier_cfg (channel VARCHAR, tier VARCHAR, "
+                "target_s DOUBLE, clock VARCHAR)")
+    con.executemany("INSERT INTO tier_cfg VALUES (?, ?, ?, ?)",
+                    [list(r) for r in _tiers(shops)])
 
 
 def run_sql(con: duckdb.DuckDBPyConnection) -> None:

@@ -24,6 +24,7 @@ from .clock import EventClock
 from .model import Fact, series_shop
 from .origins import Origin, Origins
 from .presence import Interval, Presence, Status, presence
+from .tiers import TIER_KINDS
 
 SLOT_MS = 10_000
 WINDOWS: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "60m": 3600}   # seconds
@@ -131,6 +132,8 @@ class Aggregator:
         kind = fact.kind
         if kind in COUNTERS or kind in HISTOGRAMS:
             self._fold(fact.series, fact.ts, kind, fact.value)
+            if kind == "first_response" and fact.series.startswith("q|"):
+                self._fold_tiers(fact)
             return True
         live = self._live(fact.series)
         if kind == "wait_open":
@@ -183,6 +186,17 @@ class Aggregator:
                 hour_key = f"{kind}@{cal.local_hour(ts / 1000.0)}"
                 counts[hour_key] = counts.get(hour_key, 0.0) + value
             self._dirty.add(("d", day, series))
+
+    def _fold_tiers(self, fact: Fact) -> None:
+        """Classify an answered wait against its channel's tiers (chat's for a channel without
+        its own): every tier is counted (0 or 1), so each queue series with answers exports all
+        three."""
+        tiers = self.calendars.tiers
+        tiers_of = tiers.get(fact.series.rsplit("|", 1)[1]) or tiers["chat"]
+        wait_start = fact.ts - round(fact.value * 1000)
+        for tier, ok in tiers_of.within(self._calendar(fact.series), wait_start,
+                                        fact.ts).items():
+            self._fold(fact.series, fact.ts, TIER_KINDS[tier], 1.0 if ok else 0.0)
 
     def _horizon(self) -> float:
         """Slots starting before this can no longer be in any window at a later reading."""

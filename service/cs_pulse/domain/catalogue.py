@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import bisect
 
+from .tiers import TIER_KINDS
+
 SECOND = 1000   # ms
 HOUR = 3600 * SECOND
 DAY = 24 * HOUR
@@ -23,11 +25,15 @@ PROGRESS_STEP_MS = 10 * 60 * SECOND  # an events partition reports progress this
 
 ONLINE_STATUSES = frozenset({"online", "busy"})
 
-# Buckets cluster around the 30 s target so p50/p90 near it are sharp.
+# Buckets cluster around the 30 s target so p50/p90 near it are sharp, then reach email's
+# hours: every default tier target (tiers.py) is a bound, and 7 days is OPEN_IDLE_MS.
 RESPONSE_BUCKETS: tuple[float, ...] = (
-    5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0, 1800.0
+    5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0, 900.0,
+    1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0, 86400.0, 172800.0, 604800.0
 )
-HANDLE_BUCKETS: tuple[float, ...] = (60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
+HANDLE_BUCKETS: tuple[float, ...] = (
+    60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0
+)
 CSAT_BUCKETS: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0)
 
 # Histogram fact kinds: value is an observation (seconds, or a 1-5 score for csat).
@@ -59,6 +65,9 @@ COUNTERS: frozenset[str] = frozenset(
         "csat_satisfied", "csat_dissatisfied", "attitude_rated", "attitude_positive",
         "served", "converted", "gmv",           # converted and gmv at the served time
         "orders", "orders_amount", "orders_attributed",
+        # answered waits within each tier (queue series; the aggregation stage classifies
+        # first_response facts, see tiers.py)
+        *TIER_KINDS.values(),
     }
 )
 
@@ -84,8 +93,8 @@ def quantile(bounds: tuple[float, ...], counts: list[float], q: float) -> float 
     cumulative = 0.0
     for i, c in enumerate(counts):
         if cumulative + c >= rank and c > 0:
-            if i >= len(bounds):  # +Inf bucket: answer with the highest finite bound
-                return bounds[-1]
+            if i >= len(bounds):  # above every finite bound: say so, never a capped number
+                return float("inf")
             lower = 0.0 if i == 0 else bounds[i - 1]
             return lower + (bounds[i] - lower) * (rank - cumulative) / c
         cumulative += c

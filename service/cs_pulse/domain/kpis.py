@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .catalogue import HISTOGRAMS, quantile
 from .presence import Presence
+from .tiers import TIER_KINDS
 
 Counts = dict[str, float]
 
@@ -51,6 +52,13 @@ def kpis(c: Counts) -> dict[str, float | None]:
         "conversion": ratio(g("converted", 0.0), g("served", 0.0)),
         "aht_seconds": ratio(g("handle:sum", 0.0), g("handle:count", 0.0)),
     }
+
+
+def tier_shares(c: Counts) -> dict[str, float | None]:
+    """Per tier: answered waits within its target / answered waits (tiers.py). Only tiers the
+    counts know of: a channel without tiers has none."""
+    answered = c.get("first_response:count", 0.0)
+    return {tier: ratio(c[kind], answered) for tier, kind in TIER_KINDS.items() if kind in c}
 
 
 def presence_kpis(p: Presence) -> dict[str, float | None]:

@@ -7,7 +7,12 @@
 --   releases(part, off)               "right after the record at this offset the partition was
 --                                     released"
 --   params(now_ms, now_s, grace_ms)   the reading instant and the grace G
---   shop_cfg(shop, tz, peaks, sale_days)   calendar; shop '' is the default
+--   shop_cfg(shop, tz, peaks, sale_days, opening, closed)   calendar; shop '' is the default;
+--                                     a configured shop's row is its entry over the default's;
+--                                     opening = [[ISO day, start minute, end minute], ...]
+--                                     (end 1440 = 24:00), closed = ["MM-DD" | "YYYY-MM-DD"]
+--   tier_cfg(channel, tier, target_s, clock)   first-response tiers: the defaults with the
+--                                     top-level first_response_tiers over them
 --
 -- README "Time, order and lateness":
 --   "Each events partition has a watermark: before a record arrives, W = (largest ts among

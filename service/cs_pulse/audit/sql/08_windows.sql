@@ -22,7 +22,9 @@ SELECT
     s.shop,
     coalesce(c.tz, d.tz)               AS tz,
     coalesce(c.peaks, d.peaks)         AS peaks,
-    coalesce(c.sale_days, d.sale_days) AS sale_days
+    coalesce(c.sale_days, d.sale_days) AS sale_days,
+    coalesce(c.opening, d.opening)     AS opening,
+    coalesce(c.closed, d.closed)       AS closed
 FROM shops s
 LEFT JOIN shop_cfg c ON c.shop = s.shop
 CROSS JOIN (SELECT * FROM shop_cfg WHERE shop = '') d;

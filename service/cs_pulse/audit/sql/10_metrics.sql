@@ -28,6 +28,20 @@ SELECT 'first_response_seconds', 'a', shop, ans_tm, ans_agent, '', ans_eff,
        CAST(ans_eff - ws_eff AS DOUBLE)
 FROM waits WHERE outcome = 'answered';
 
+-- "First response against channel tiers": "Every answered wait (the ones in
+-- cs_first_response_seconds) is classified under Q_w at the answer time: it is within a tier
+-- if its tier time ≤ the tier's target."  "cs_first_response_within_total{shop, queue,
+-- channel, tier} counts the answered waits within each tier (queue series only)".
+-- One item per answered wait and tier, v = 1 when within and 0 otherwise: the counter is the
+-- sum of v (so every tier is exported, 0 included, as soon as the series has an answered
+-- wait) and a window's item count is its answered waits (the tier ratio's denominator).
+CREATE OR REPLACE VIEW m_first_response_within AS
+SELECT 'first_response_within' AS metric, 'q' AS kind, f.shop, f.ws_q AS l2, f.ws_ch AS l3,
+       c.tier AS lbl, f.ans_eff AS t,
+       CASE WHEN f.tier_ms <= c.target_s * 1000.0 THEN 1.0 ELSE 0.0 END AS v
+FROM fr_tier_time f
+JOIN tier_cfg c ON c.channel = f.cfg_ch;
+
 -- "cs_service_level_contacts_total{outcome} | answered_within (≤ 30 s) / answered_after: Q_w
 --  and S; abandoned_within (short) / abandoned_after: Q_w | answer / close"
 CREATE OR REPLACE VIEW m_service_level_contacts AS
@@ -306,6 +320,7 @@ WHERE EXISTS (SELECT 1 FROM order_match m WHERE m.part = o.part AND m.off = o.of
 CREATE OR REPLACE TABLE facts AS
 SELECT * FROM m_queued
 UNION ALL SELECT * FROM m_first_response_seconds
+UNION ALL SELECT * FROM m_first_response_within
 UNION ALL SELECT * FROM m_service_level_contacts
 UNION ALL SELECT * FROM m_abandoned
 UNION ALL SELECT * FROM m_short_abandoned

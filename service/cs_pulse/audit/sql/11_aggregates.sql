@@ -3,34 +3,41 @@
 -- =====================================================================================
 -- README "Time, order and lateness": "Counters and histograms are cumulative totals over all
 -- items ever counted." / "A counted item is in a window when its count time ... is in it."
--- README "Exposition rules": "Histogram buckets: responses and waits 5, 10, 15, 20, 25, 30, 40,
--- 60, 90, 120, 180, 300, 600, 1800 s; handle 60, 120, 180, 300, 600, 900, 1800, 3600 s."
+-- README "Exposition rules": "Histogram buckets (...): responses and waits 5, 10, 15, 20, 25,
+-- 30, 40, 60, 90, 120, 180, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 43200, 86400,
+-- 172800, 604800 s (...); handle 60, 120, 180, 300, 600, 900, 1800, 3600, 7200, 14400, 28800,
+-- 86400 s."
 -- CSAT: "cs_csat_score histogram (buckets 1–5)".
 
 -- metric registry: type, extra label, unit divisor (ms → s), bucket bounds in item units
 CREATE OR REPLACE TABLE metric_def AS
 SELECT * FROM (VALUES
     ('queued',                      'counter',   NULL,      1.0, NULL, true),
+    ('first_response_within',       'counter',   'tier',    1.0, NULL, true),
     ('first_response_seconds',      'histogram', NULL,      1000.0,
         [5000, 10000, 15000, 20000, 25000, 30000, 40000, 60000, 90000, 120000, 180000,
-         300000, 600000, 1800000], true),
+         300000, 600000, 900000, 1800000, 3600000, 7200000, 14400000, 28800000, 43200000,
+         86400000, 172800000, 604800000], true),
     ('service_level_contacts',      'counter',   'outcome', 1.0, NULL, true),
     ('abandoned',                   'counter',   NULL,      1.0, NULL, true),
     ('short_abandoned',             'counter',   NULL,      1.0, NULL, true),
     ('abandon_wait_seconds',        'histogram', NULL,      1000.0,
         [5000, 10000, 15000, 20000, 25000, 30000, 40000, 60000, 90000, 120000, 180000,
-         300000, 600000, 1800000], true),
+         300000, 600000, 900000, 1800000, 3600000, 7200000, 14400000, 28800000, 43200000,
+         86400000, 172800000, 604800000], true),
     ('messages',                    'counter',   'sender',  1.0, NULL, true),
     ('message_characters',          'counter',   'sender',  1.0, NULL, true),
     ('customer_messages_concluded', 'counter',   'outcome', 1.0, NULL, true),
     ('runs',                        'counter',   'outcome', 1.0, NULL, true),
     ('response_seconds',            'histogram', NULL,      1000.0,
         [5000, 10000, 15000, 20000, 25000, 30000, 40000, 60000, 90000, 120000, 180000,
-         300000, 600000, 1800000], true),
+         300000, 600000, 900000, 1800000, 3600000, 7200000, 14400000, 28800000, 43200000,
+         86400000, 172800000, 604800000], true),
     ('conversations_ended',         'counter',   NULL,      1.0, NULL, true),
     ('conversations_replied',       'counter',   NULL,      1.0, NULL, true),
     ('handle_seconds',              'histogram', NULL,      1000.0,
-        [60000, 120000, 180000, 300000, 600000, 900000, 1800000, 3600000], true),
+        [60000, 120000, 180000, 300000, 600000, 900000, 1800000, 3600000, 7200000,
+         14400000, 28800000, 86400000], true),
     ('resolved',                    'counter',   NULL,      1.0, NULL, true),
     ('resolved_repeat',             'counter',   NULL,      1.0, NULL, true),
     ('conversations',               'counter',   NULL,      1.0, NULL, true),

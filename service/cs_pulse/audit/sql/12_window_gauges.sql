@@ -81,15 +81,15 @@ WHERE den > 0;
 -- avg = sum / count) come from the window's bucket counts like histogram_quantile:
 -- rank = q × count; take the first non-empty bucket whose cumulative count reaches the rank and
 -- interpolate linearly between its lower bound (0 for the first bucket) and its upper bound; a
--- rank in the +Inf bucket answers with the highest finite bound."
+-- rank in the +Inf bucket answers +Inf (the quantile is above the largest bucket: never a
+-- capped number)."
 CREATE OR REPLACE TABLE wquantile AS
 WITH b AS (
     SELECT
         f.metric, f.kind, f.shop, f.l2, f.l3, f.wname, i AS bucket,
         coalesce(x.cnt, 0) AS cnt,
         CASE WHEN i <= len(d.bounds) THEN d.bounds[i] / d.div END AS upper,
-        CASE WHEN i = 1 THEN 0.0 ELSE d.bounds[i - 1] / d.div END AS lower,
-        d.bounds[len(d.bounds)] / d.div AS top
+        CASE WHEN i = 1 THEN 0.0 ELSE d.bounds[i - 1] / d.div END AS lower
     FROM (SELECT DISTINCT metric, kind, shop, l2, l3, wname FROM wbuckets) f
     JOIN metric_def d USING (metric)
     CROSS JOIN LATERAL (SELECT unnest(range(1, len(d.bounds) + 2)) AS i)
@@ -106,9 +106,16 @@ WITH b AS (
 )
 SELECT
     metric, kind, shop, l2, l3, wname, stat,
-    arg_min(CASE WHEN upper IS NULL THEN top
+    arg_min(CASE WHEN upper IS NULL THEN CAST('inf' AS DOUBLE)
                  ELSE lower + (upper - lower) * (rnk - (cum - cnt)) / cnt END, bucket)
         AS value
 FROM q
 WHERE cnt > 0 AND cum >= rnk
 GROUP BY ALL;
+
+-- "cs_first_response_tier_ratio{shop, queue, channel, window, tier} = within / answered waits
+-- in the window (1m … 60m, today), exported when the window has an answered wait".
+CREATE OR REPLACE TABLE wtier AS
+SELECT kind, shop, l2, l3, wname, lbl AS tier, s AS num, n AS den
+FROM wagg
+WHERE metric = 'first_response_within' AND n > 0;

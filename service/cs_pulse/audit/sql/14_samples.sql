@@ -45,6 +45,18 @@ SELECT metric_prefix(kind) || name,
        num / den
 FROM wratio
 
+UNION ALL   -- first-response tier shares (queue series, per window and tier)
+SELECT metric_prefix(kind) || 'first_response_tier_ratio',
+       list_concat(series_labels(kind, shop, l2, l3), [['window', wname], ['tier', tier]]),
+       num / den
+FROM wtier
+
+UNION ALL   -- "cs_first_response_tier_target_seconds{channel, tier} exports the configured
+            -- targets (for boards and alerts)": every channel of the tier config
+SELECT 'cs_first_response_tier_target_seconds', [['channel', channel], ['tier', tier]],
+       target_s
+FROM tier_cfg
+
 UNION ALL   -- window stats of the response histograms
 SELECT metric_prefix(kind) || CASE metric WHEN 'first_response_seconds'
                                           THEN 'first_response_window_seconds'
