@@ -182,7 +182,25 @@ AGENT = dashboard("cs-agents", "Agent scorecard", [
     panel("Slot utilisation (time-weighted, 60 min)", [target(
         f"cs_agent_slot_utilisation_ratio{{{SHOP}, agent=~\"$agent\", window=\"60m\"}}",
         "{{agent}}")], unit="percentunit", w=12),
-], [SHOP_VAR, AGENT_VAR], "Per agent: speed, reply rate, handle time, quality and presence.")
+    # Scorecard row: the seeds' catalogue, live (the month is `cs-pulse scorecard`).
+    panel("Conversations handled today", [target(
+        f"cs_agent_handled_conversations{{{SHOP}, agent=~\"$agent\", window=\"today\"}}",
+        "{{agent}}")], kind="bargauge", w=6),
+    panel("Resolution rate today", [target(
+        f"cs_agent_resolution_ratio{{{SHOP}, agent=~\"$agent\", window=\"today\"}}",
+        "{{agent}}")], unit="percentunit", kind="bargauge", w=6),
+    panel("Forbidden phrases today", [target(
+        f"cs_agent_forbidden_phrase_uses{{{SHOP}, agent=~\"$agent\", window=\"today\"}}",
+        "{{agent}}")], kind="bargauge", w=6, thresholds=[(None, "green"), (1, "orange"),
+                                                         (5, "red")]),
+    panel("Negative reviews (24 h)", [
+        target(f"shop_agent:cs_agent_csat_dissatisfied:increase1d{{{SHOP}, "
+               f"agent=~\"$agent\"}}", "{{agent}}"),
+        target(f"sum by (agent) (increase(cs_agent_csat_dissatisfied_attitude_total{{{SHOP}, "
+               f"agent=~\"$agent\"}}[1d]))", "attitude {{agent}}", "B"),
+    ], kind="bargauge", w=6),
+], [SHOP_VAR, AGENT_VAR], "Per agent: speed, reply rate, handle time, quality and presence; "
+   "a live scorecard row (the monthly one is `cs-pulse scorecard`).")
 
 VOLUME = dashboard("cs-volume", "Volume and peaks", [
     panel("Conversations by local hour of day (today)", [target(

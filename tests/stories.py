@@ -143,8 +143,11 @@ class _Gen:
                     conv("conversation.assigned", agent_id=agent)
                 elif r < 0.8:
                     sender = agent or rng.choice(agents)
+                    slip = rng.random()   # forbidden phrases; text that only the edge reads
                     conv("message.sent", sender="agent", agent_id=sender,
-                         chars=rng.randrange(1, 200))
+                         chars=rng.randrange(1, 200),
+                         violations=rng.randrange(1, 4) if slip < 0.15 else None,
+                         text="不知道" if 0.15 <= slip < 0.25 else None)
                 elif r < 0.86:
                     kind = rng.random()
                     if kind < 0.5:

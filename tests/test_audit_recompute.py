@@ -1175,3 +1175,211 @@ def test_quantile_rank_in_the_inf_bucket_is_inf() -> None:
     les = {lb["le"] for lb, _ in r.named("cs_first_response_seconds_bucket")}
     assert {"86400.0", "172800.0", "604800.0", "+Inf"} <= les and len(les) == 24
     assert tiers(r, Q) == (1, 1, 1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Resolution rate, handled conversations, reviews, forbidden phrases
+# ------------------------------------------------------------------------------------------------
+
+WINDOWS = ("1m", "5m", "15m", "60m", "today")
+
+
+def test_resolution_ratio_and_time_with_a_reopen() -> None:
+    log = Log()
+    # c1: resolved 10 min after its creation (600 s), reopened at 20 min, resolved again at
+    # 25 min: 300 s from the reopen that opened its segment (not 1500 s from the creation).
+    log.started("c1", T0, part=1)
+    log.assigned("c1", T0 + 10 * SEC, part=1)
+    log.closed("c1", T0 + 10 * MIN, part=1, resolved=True)
+    log.add("conversation.reopened", T0 + 20 * MIN, part=1, conversation_id="c1")
+    log.closed("c1", T0 + 25 * MIN, part=1, resolved=True)
+    # c2: abandoned by the customer (a segment close, no resolution); a later resolved close of
+    # the closed conversation has no effect (neither a close nor a resolution)
+    log.started("c2", T0, part=2)
+    log.closed("c2", T0 + 2 * MIN, part=2, by="customer")
+    log.closed("c2", T0 + 3 * MIN, part=2, resolved=True)
+    # c3: closed unresolved at 12 min
+    log.started("c3", T0 + 11 * MIN, part=3)
+    log.closed("c3", T0 + 12 * MIN, part=3, resolved=False)
+    now = T0 + 26 * MIN
+    # windows: 1m = [25:10, 26:00], 5m = [21:10, 26:00], 15m = [11:10, 26:00]; 60m and today
+    # hold every close (c2 @2, c1 @10, c3 @12, c1 @25)
+    r = log.run(now)
+    assert r.val("cs_resolved_total", Q) == 2
+    assert r.val("cs_conversations_ended_total", Q) == 4
+    ratio = {w: r.get("cs_resolution_ratio", Q, window=w) for w in WINDOWS}
+    assert ratio == {"1m": None, "5m": 1.0, "15m": 0.5, "60m": 0.5, "today": 0.5}
+    # A1 (c1's agent through the reopen): both closes are resolutions; c2 and c3 have no agent
+    agent_ratio = {w: r.get("cs_agent_resolution_ratio", A1, window=w) for w in WINDOWS}
+    assert agent_ratio == {"1m": None, "5m": 1.0, "15m": 1.0, "60m": 1.0, "today": 1.0}
+    # time to resolution: 600 s and 300 s, under Q and A1
+    for prefix, lab in (("cs_", Q), ("cs_agent_", A1)):
+        assert r.val(f"{prefix}resolution_seconds_count", lab) == 2
+        assert r.val(f"{prefix}resolution_seconds_sum", lab) == 900.0
+        assert r.val(f"{prefix}resolution_seconds_bucket", lab, le="180.0") == 0
+        assert r.val(f"{prefix}resolution_seconds_bucket", lab, le="300.0") == 1   # inclusive
+        assert r.val(f"{prefix}resolution_seconds_bucket", lab, le="600.0") == 2
+        assert r.val(f"{prefix}resolution_seconds_bucket", lab, le="+Inf") == 2
+    les = {lb["le"] for lb, _ in r.named("cs_resolution_seconds_bucket")}
+    assert len(les) == 24 and {"5.0", "604800.0", "+Inf"} <= les        # the response buckets
+    # today: p50 rank 1 in (180, 300] -> 300; p90 rank 1.8 in (300, 600] -> 300 + 300 * 0.8
+    stat = {s: r.val("cs_resolution_window_seconds", Q, window="today", stat=s)
+            for s in ("p50", "p90", "avg")}
+    assert stat == pytest.approx({"p50": 300.0, "p90": 540.0, "avg": 450.0})
+    # 5m holds the 300 s resolution only: p50 rank 0.5 in (180, 300] -> 240
+    assert r.val("cs_agent_resolution_window_seconds", A1, window="5m", stat="p50") == 240.0
+    assert r.val("cs_agent_resolution_window_seconds", A1, window="5m", stat="avg") == 300.0
+    # 1m has no resolution: no stats
+    assert r.get("cs_resolution_window_seconds", Q, window="1m", stat="avg") is None
+    # a queue with closes but no resolution: ratio 0, no histogram
+    log.started("c4", T0 + 25 * MIN, part=4, queue="post")
+    log.closed("c4", T0 + 25 * MIN + 30 * SEC, part=4, by="agent")
+    r = log.run(now)
+    post = {**Q, "queue": "post"}
+    assert r.val("cs_resolution_ratio", post, window="1m") == 0.0
+    assert r.get("cs_resolution_seconds_count", post) is None
+    assert r.get("cs_resolved_total", post) is None
+
+
+def test_handled_once_per_agent_across_transfers_reopens_and_expiry() -> None:
+    a2_t2 = {**A2, "team": "t2"}
+    a3 = {**A1, "agent": "a3"}
+    log = Log()
+    # c1: a1 from 10 s, away to a2 at 1 min, back to a1 at 2 min, closed, reopened (a1 holds it
+    # again): handled once by a1 (at 10 s) and once by a2 (at 1 min)
+    log.started("c1", T0, part=1)
+    log.assigned("c1", T0 + 10 * SEC, part=1)
+    log.add("conversation.transferred", T0 + MIN, part=1, conversation_id="c1",
+            to_agent_id="a2")
+    log.add("conversation.transferred", T0 + 2 * MIN, part=1, conversation_id="c1",
+            to_agent_id="a1")
+    log.closed("c1", T0 + 3 * MIN, part=1)
+    log.add("conversation.reopened", T0 + 4 * MIN, part=1, conversation_id="c1")
+    log.closed("c1", T0 + 5 * MIN, part=1)
+    # c3: a2 (t1) from T0, a1 at 1 min, back to a2 under team t2 at 2 min: a2 is the same agent
+    # ("once per agent"), so nothing under (t2, a2); a1 handles c3 at 1 min
+    log.assigned("c3", T0, part=3, agent="a2")
+    log.add("conversation.transferred", T0 + MIN, part=3, conversation_id="c3",
+            to_agent_id="a1")
+    log.add("conversation.transferred", T0 + 2 * MIN, part=3, conversation_id="c3",
+            to_agent_id="a2", to_team="t2")
+    # e1: a1 at 5 s, then silent for more than 7 days: closed by timeout and forgotten; the
+    # assignment 8 days later creates a new conversation e1, handled by a1 again
+    log.started("e1", T0, part=2)
+    log.assigned("e1", T0 + 5 * SEC, part=2)
+    log.assigned("e1", T0 + 8 * DAY, part=2)
+    # a3: presence only
+    log.status("a3", T0 + 8 * DAY - HOUR, "online")
+    now = T0 + 8 * DAY + MIN                     # 1m = [T0+8d+10s, now]: e1' is not in it
+    r = log.run(now)
+    assert r.val("cs_agent_conversations_handled_total", A1) == 4       # c1, c3, e1, e1'
+    assert r.val("cs_agent_conversations_handled_total", A2) == 2       # c1, c3
+    assert r.get("cs_agent_conversations_handled_total", a2_t2) is None
+    assert r.get("cs_agent_conversations_handled_total", a3) is None
+    assert not r.named("cs_conversations_handled_total")                # agent series only
+    # sessions are not handled conversations: a1 held c1 three times, c3 and e1 once (e1's
+    # holding ended by the timeout close)
+    assert r.val("cs_agent_handle_seconds_count", A1) == 5
+    # the window gauge: every agent series and window, 0 included
+    handled = {w: r.val("cs_agent_handled_conversations", A1, window=w) for w in WINDOWS}
+    assert handled == {"1m": 0, "5m": 1, "15m": 1, "60m": 1, "today": 1}
+    for lab in (A2, a2_t2, a3):
+        assert {w: r.get("cs_agent_handled_conversations", lab, window=w) for w in WINDOWS} \
+            == dict.fromkeys(WINDOWS, 0.0)
+    # 8 days earlier (5m = [T0+1min, now]): today held a1's first three handlings (e1 at 5 s,
+    # c1 at 10 s, c3 at 1 min) and a2's two (c3 at 0 s, c1 at 1 min)
+    r = log.run(T0 + 5 * MIN + 50 * SEC)
+    assert r.val("cs_agent_conversations_handled_total", A1) == 3
+    assert r.val("cs_agent_handled_conversations", A1, window="today") == 3
+    assert r.val("cs_agent_handled_conversations", A1, window="5m") == 1
+    assert r.val("cs_agent_handled_conversations", A2, window="today") == 2
+    assert r.val("cs_agent_handled_conversations", A2, window="5m") == 1
+
+
+def test_negative_reviews_blaming_the_attitude() -> None:
+    a1_q = {**Q, "queue": "vip"}
+    log = Log()
+
+    def rated(cid: str, part: int, score: int, scale: int, **kw: Any) -> None:
+        log.started(cid, T0, part, queue=kw.pop("queue", "pre"))
+        if "agent" in kw:
+            log.assigned(cid, T0 + SEC, part, agent=kw.pop("agent"))
+            log.closed(cid, T0 + 2 * SEC, part)        # the agent label stays after the close
+        log.add("satisfaction.rated", T0 + 3 * SEC, part, conversation_id=cid, score=score,
+                scale=scale, **kw)
+
+    rated("c1", 1, 2, 5, attitude="negative", agent="a1", queue="vip")   # 2.0 (inclusive): yes
+    rated("c2", 2, 2, 10, scale_min=0, attitude="negative")              # 1.8: yes
+    rated("c3", 3, 1, 5, attitude="positive", agent="a2")                # negative, not attitude
+    rated("c4", 4, 5, 5, attitude="negative")                            # positive review
+    rated("c5", 5, 2, 3, attitude="negative")                            # 3.0: neither
+    rated("c6", 6, 1, 5)                                                 # no attitude
+    r = log.run(T0 + MIN)
+    assert r.val("cs_csat_dissatisfied_total", Q) == 3                   # c2, c3, c6
+    assert r.val("cs_csat_dissatisfied_attitude_total", Q) == 1          # c2
+    assert r.val("cs_csat_dissatisfied_total", a1_q) == 1
+    assert r.val("cs_csat_dissatisfied_attitude_total", a1_q) == 1       # c1
+    assert r.val("cs_csat_satisfied_total", Q) == 1                      # c4
+    assert r.val("cs_agent_csat_dissatisfied_attitude_total", A1) == 1
+    # a2's negative rating praised the attitude: counted as 差评, no attitude counter sample
+    assert r.val("cs_agent_csat_dissatisfied_total", A2) == 1
+    assert r.get("cs_agent_csat_dissatisfied_attitude_total", A2) is None
+    assert r.val("cs_csat_dissatisfied_ratio", Q, window="5m") == 0.6     # 3 of 5 ratings
+    assert r.val("cs_csat_satisfied_ratio", Q, window="5m") == 0.2
+    # the attitude of a neutral or positive review changes nothing
+    assert len(r.named("cs_csat_dissatisfied_attitude_total")) == 2
+
+
+def test_forbidden_phrases_sum_agent_violations_and_ignore_text() -> None:
+    post = {**Q, "queue": "post"}
+    a3 = {**A1, "agent": "a3"}
+    a4 = {**A1, "agent": "a4"}
+
+    def story(with_text: bool) -> Log:
+        def text(s: str) -> dict[str, str]:
+            return {"text": s} if with_text else {}
+
+        log = Log()
+        log.started("c1", T0, part=1)
+        log.assigned("c1", T0 + SEC, part=1)
+        # customer and bot messages: their violations are not counted
+        log.cust("c1", T0 + 2 * SEC, part=1, violations=4, **text("you idiot"))
+        log.bot("c1", T0 + 2 * SEC, part=1, violations=7)
+        log.agent("c1", T0 + 3 * SEC, part=1, violations=2, **text("idiot idiot"))
+        # a2 writes in a1's conversation: S = a2, team = the conversation's (t1); an integral
+        # JSON number is an integer
+        log.agent("c1", T0 + 4 * SEC, part=1, agent="a2", violations=3.0)
+        # no violations field: 0, whatever the text says (the worker does not match it)
+        log.agent("c1", T0 + 5 * SEC, part=1, **text("idiot " * 50))
+        log.agent("c1", T0 + 6 * SEC, part=1, agent="a3", violations=0)
+        log.started("c2", T0, part=2, queue="post")
+        log.assigned("c2", T0 + SEC, part=2)
+        log.agent("c2", T0 + 150 * SEC, part=2, violations=1, **text("stupid"))
+        log.assigned("c3", T0, part=3, agent="a4")             # a4 holds, never writes
+        return log
+
+    now = T0 + 3 * MIN                                          # 1m = [T0+2min10s, now]
+    r = story(with_text=True).run(now)
+    assert r.val("cs_forbidden_phrases_total", Q) == 5              # 2 + 3 + 0 + 0
+    assert r.val("cs_forbidden_phrases_total", post) == 1
+    assert r.val("cs_agent_forbidden_phrases_total", A1) == 3       # 2 + 0 in c1, 1 in c2
+    assert r.val("cs_agent_forbidden_phrases_total", A2) == 3
+    # the counter exists once the series has an agent message (like message characters)
+    assert r.val("cs_agent_forbidden_phrases_total", a3) == 0
+    assert r.get("cs_agent_forbidden_phrases_total", a4) is None
+    uses = {w: r.val("cs_agent_forbidden_phrase_uses", A1, window=w) for w in WINDOWS}
+    assert uses == {"1m": 1, "5m": 3, "15m": 3, "60m": 3, "today": 3}
+    assert r.val("cs_agent_forbidden_phrase_uses", A2, window="1m") == 0
+    assert r.val("cs_agent_forbidden_phrase_uses", A2, window="5m") == 3
+    assert r.val("cs_agent_forbidden_phrase_uses", a4, window="today") == 0
+    assert not r.named("cs_forbidden_phrase_uses")                  # agent series only
+    # text is ignored: the same story without it gives exactly the same samples
+    assert r.samples == story(with_text=False).run(now).samples
+    # ... but it is still validated by the schema (a string of at most 16 384 characters)
+    log = story(with_text=False)
+    log.agent("c1", T0 + 7 * SEC, part=1, violations=9, text=5)
+    log.agent("c1", T0 + 8 * SEC, part=1, violations=9, text="x" * 16385)
+    log.agent("c1", T0 + 9 * SEC, part=1, violations=-1)
+    r = log.run(now)
+    assert r.val("cs_events_rejected_total", reason="invalid_field") == 3
+    assert r.val("cs_forbidden_phrases_total", Q) == 5

@@ -155,3 +155,31 @@ def test_chatwoot_samples_map_to_valid_events() -> None:
     assert mapped["conversation_resolved"] == ["conversation.closed"]
     assert mapped["conversation_opened"] == ["conversation.reopened"]
     assert mapped["webwidget_triggered"] == []
+
+
+def test_the_producer_edge_counts_phrases_and_no_text_reaches_the_topic(
+        kafka: KafkaBroker, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cs_pulse.ingest import phrases
+
+    monkeypatch.setenv("CS_PULSE_FORBIDDEN_PHRASES", '["不知道", "calm down"]')
+    phrases.configured.cache_clear()
+    topo = Topology(kafka.bootstrap, partitions=1)
+    base = {"schema_version": 1, "type": "message.sent", "ts": int(time.time() * 1000),
+            "shop_id": "s1", "conversation_id": "c1", "chars": 9}
+    events = [base | {"event_id": "e1", "sender": "agent", "agent_id": "a1",
+                      "text": "Calm down. 不知道。calm DOWN"},
+              base | {"event_id": "e2", "sender": "customer", "text": "不知道"},
+              base | {"event_id": "e3", "sender": "agent", "agent_id": "a1", "text": "您好"}]
+    try:
+        async def send() -> int:
+            async with EventProducer(kafka.bootstrap, topo.events_topic) as p:
+                return await p.send_all(events)
+
+        assert asyncio.run(send()) == 3
+        got = {e["event_id"]: e for e in asyncio.run(read_topic(kafka.bootstrap,
+                                                               topo.events_topic))}
+    finally:
+        phrases.configured.cache_clear()
+    assert all("text" not in e for e in got.values())
+    assert got["e1"]["violations"] == 3
+    assert "violations" not in got["e2"] and "violations" not in got["e3"]

@@ -24,6 +24,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from cs_pulse.ingest import phrases
 from cs_pulse.produce import EventProducer
 from cs_pulse.settings import Settings
 
@@ -97,6 +98,10 @@ def map_payload(payload: dict[str, Any], shop: str) -> list[Event]:
             event["agent_id"] = f"cw-agent-{person['id']}"
         if sender == "agent" and "agent_id" not in event:
             return []   # automated outgoing message without a human: no KPI turn
+        if sender == "agent":   # the text is matched here and goes no further
+            found = phrases.configured().count(payload.get("content") or "")
+            if found:
+                event["violations"] = found
         return [event]
     if kind in ("conversation_created", "conversation_opened", "conversation_resolved",
                 "conversation_status_changed"):

@@ -1,4 +1,5 @@
-"""Console entry point: ``cs-pulse worker|simulate|replay|audit|demo|staffing|webhook|kafka``."""
+"""Console entry point: ``cs-pulse worker|simulate|replay|audit|sink|scorecard|demo|staffing|
+webhook|kafka``."""
 
 from __future__ import annotations
 
@@ -69,6 +70,26 @@ def main(argv: list[str] | None = None) -> int:
                    help="skip cs_events_* (per process; they restart with a worker)")
     a.add_argument("--limit", type=int, default=40, help="rows of the difference table")
 
+    sk = sub.add_parser("sink", help="copy the events topic into durable history files")
+    sk.add_argument("--dir", default=os.environ.get("CS_PULSE_HISTORY_DIR", "history"))
+    sk.add_argument("--keep-days", type=int,
+                    default=int(os.environ.get("CS_PULSE_HISTORY_DAYS", "400")),
+                    help="delete day folders older than this")
+    sk.add_argument("--idle-exit", type=float, default=None,
+                    help="stop after this many seconds without new records")
+
+    sc = sub.add_parser("scorecard", help="the monthly agent scorecard from the history")
+    sc.add_argument("--month", required=True, help="YYYY-MM, in each shop's time zone")
+    sc.add_argument("--team", default=None)
+    sc.add_argument("--history", default=os.environ.get("CS_PULSE_HISTORY_DIR", "history"),
+                    help="the sink's directory")
+    sc.add_argument("--file", default=None, help="a history file instead (jsonl, technion, "
+                    "twitter)")
+    sc.add_argument("--format", choices=["jsonl", "technion", "twitter"], default=None)
+    sc.add_argument("--rules", default=None, help="JSON: indicators, targets, weights, floor, cap")
+    sc.add_argument("--soft", default=None, help="CSV agent,indicator,score (supervisor)")
+    sc.add_argument("--output", choices=["table", "csv", "json"], default="table")
+
     k = sub.add_parser("kafka", help="run the embedded development Kafka broker")
     k.add_argument("--port", type=int, default=9092)
 
@@ -114,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         from cs_pulse.audit.run import run_audit
 
         return run_audit(args)
+    if args.command == "sink":
+        return run_sink_command(args)
+    if args.command == "scorecard":
+        return run_scorecard_command(args)
     if args.command == "kafka":
         from cs_pulse.devkafka import KafkaBroker
 
@@ -128,6 +153,53 @@ def main(argv: list[str] | None = None) -> int:
             broker.stop()
         return 0
     return 2
+
+
+def run_sink_command(args: argparse.Namespace) -> int:
+    import signal
+    from pathlib import Path
+
+    from cs_pulse.history import run_sink
+    from cs_pulse.settings import Settings
+
+    settings = Settings()
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        copied = await run_sink(settings.bootstrap, settings.events_topic, Path(args.dir),
+                                args.keep_days, stop=stop, idle_exit=args.idle_exit)
+        logging.getLogger("cs_pulse").info("history sink stopped after %d records", copied)
+        return 0
+
+    return asyncio.run(run())
+
+
+def run_scorecard_command(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from cs_pulse import scorecard
+    from cs_pulse.settings import Settings
+
+    settings = Settings()
+    if args.file:
+        from cs_pulse.audit.run import partition_file
+
+        records = partition_file(Path(args.file), args.format, settings.partitions)
+    else:
+        from cs_pulse.history import read_history
+
+        records = read_history(Path(args.history))
+    rules = (scorecard.Rules.from_config(json.loads(Path(args.rules).read_text()))
+             if args.rules else scorecard.DEFAULT_RULES)
+    counts = scorecard.monthly(records, args.month, settings)
+    cards = scorecard.cards(counts, rules, args.team,
+                            scorecard.soft_scores(Path(args.soft) if args.soft else None))
+    sys.stdout.write(scorecard.render(cards, args.output))
+    return 0
 
 
 if __name__ == "__main__":

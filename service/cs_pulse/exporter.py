@@ -80,6 +80,12 @@ COUNTERS: list[tuple[str, str, str, dict[str, str]]] = [
     ("csat_satisfied_total", "Ratings >= 4 of 5 (normalised).", "", {"": "csat_satisfied"}),
     ("csat_dissatisfied_total", "Ratings <= 2 of 5 (normalised).", "",
      {"": "csat_dissatisfied"}),
+    ("csat_dissatisfied_attitude_total", "Ratings <= 2 of 5 blaming the agent's attitude.", "",
+     {"": "csat_dissatisfied_attitude"}),
+    ("conversations_handled_total", "Conversations handled (first held), once per agent.", "",
+     {"": "handled"}),
+    ("forbidden_phrases_total", "Forbidden-phrase occurrences in agent messages.", "",
+     {"": "forbidden_phrases"}),
     ("served_total", "Conversations served: first wait answered.", "", {"": "served"}),
     ("converted_total", "Served conversations with a qualifying order (at the served time).",
      "", {"": "converted"}),
@@ -96,6 +102,7 @@ HISTOGRAM_NAMES = {
     "first_response": ("first_response_seconds", "Wait start to the first human reply."),
     "response": ("response_seconds", "First message of a customer run to the next reply."),
     "abandon_wait": ("abandon_wait_seconds", "Wait before abandoning."),
+    "resolution": ("resolution_seconds", "Segment start to the resolving close."),
     "handle": ("handle_seconds", "Handle time: segment (queue) or holding (agent)."),
     "csat": ("csat_score", "Ratings normalised to 1-5."),
 }
@@ -117,6 +124,15 @@ WINDOW_GAUGES: dict[str, tuple[str, str]] = {
     "attitude_positive": ("attitude_positive_ratio", "Positive attitude / attitude ratings."),
     "conversion": ("conversion_ratio", "Converted / served."),
     "aht_seconds": ("handle_time_window_seconds", "Mean handle time."),
+    "resolution": ("resolution_ratio", "Resolutions / segment closes."),
+}
+# A counter that exists (at 0) as soon as its series has the other kind: a sum over items of
+# that kind (violations of agent messages), like characters over messages.
+ZERO_WITH = {"forbidden_phrases": "agent_messages"}
+# Agent counts per window, every agent series and window (0 included): (name, help).
+AGENT_WINDOW_COUNTS: dict[str, tuple[str, str]] = {
+    "handled": ("handled_conversations", "Conversations handled in the window."),
+    "forbidden_phrases": ("forbidden_phrase_uses", "Forbidden-phrase occurrences in the window."),
 }
 PRESENCE_GAUGES: dict[str, tuple[str, str]] = {
     "online_rate": ("cs_agent_online_rate_ratio",
@@ -218,10 +234,11 @@ class KpiCollector(Collector):
         totals = agg.totals.get(series, {})
         for suffix, doc, extra, kinds in COUNTERS:
             for label_value, kind in kinds.items():
-                if kind in totals:
+                if kind in totals or ZERO_WITH.get(kind, "-") in totals:
                     fam = fams.counter(prefix + suffix[: -len("_total")], doc,
                                        labels + ([extra] if extra else []))
-                    fam.add_metric(vals + ([label_value] if extra else []), totals[kind])
+                    fam.add_metric(vals + ([label_value] if extra else []),
+                                   totals.get(kind, 0.0))
         for kind, (suffix, doc) in HISTOGRAM_NAMES.items():
             if f"{kind}:count" not in totals:
                 continue
@@ -254,7 +271,11 @@ class KpiCollector(Collector):
                 for tier, share in tier_shares(counts).items():
                     if share is not None:
                         shares.add_metric([*wv, tier], share)
-            for kind in ("first_response", "response"):
+            if prefix == "cs_agent_":
+                for kind, (name, doc) in AGENT_WINDOW_COUNTS.items():
+                    fams.gauge(prefix + name, doc, wl).add_metric(list(wv),
+                                                                 counts.get(kind, 0.0))
+            for kind in ("first_response", "response", "resolution"):
                 stats = fams.gauge(f"{prefix}{kind}_window_seconds",
                                    f"{kind.replace('_', ' ')} p50/p90/avg over the window.",
                                    [*wl, "stat"])

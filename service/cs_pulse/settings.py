@@ -26,6 +26,18 @@ def shops_config(value: str | None = None) -> dict[str, Any]:
     return config
 
 
+def forbidden_phrases_config(value: str | None = None) -> list[str]:
+    """``CS_PULSE_FORBIDDEN_PHRASES``: an inline JSON list, or a UTF-8 file with one phrase per
+    line (blank lines and lines starting with ``#`` skipped); [] if unset."""
+    raw = value if value is not None else os.environ.get("CS_PULSE_FORBIDDEN_PHRASES", "")
+    if not raw:
+        return []
+    if raw.lstrip().startswith("["):
+        return [str(p) for p in json.loads(raw)]
+    lines = Path(raw).read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
 @dataclass(frozen=True)
 class Settings:
     broker: str = field(default_factory=lambda: _env("CS_PULSE_BROKER", "127.0.0.1:9092"))

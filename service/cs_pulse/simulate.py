@@ -17,6 +17,7 @@ import itertools
 import math
 import random
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -234,8 +235,11 @@ class Simulator:
         if conv.closed or conv.agent is None:
             return
         conv.answered = True
+        # About 1 reply in 150 uses a forbidden phrase (counted as if by the ingest edge); a
+        # hash, not the random stream, so every other simulated number stays as it was.
+        slip = zlib.crc32(f"{conv.cid}:{t}".encode()) % 150 == 0
         self.emit("message.sent", t, conv.shop, sender="agent", chars=self.rng.randint(20, 300),
-                  **self._conv_fields(conv))
+                  violations=1 if slip else None, **self._conv_fields(conv))
         conv.runs_left -= 1
         if conv.runs_left <= 0:
             self.at(t + self.rng.uniform(5, 60), lambda tt: self._close(tt, conv))
@@ -285,9 +289,12 @@ class Simulator:
         self._release(t, conv)
         if self.rng.random() < 0.4:
             score = self.rng.choices([5, 4, 3, 2, 1], [0.55, 0.25, 0.1, 0.05, 0.05])[0]
+            # Half the low ratings blame the agent's attitude (a hash: the random stream and
+            # so every other simulated number stay as they were).
+            blamed = score <= 2 and zlib.crc32(conv.cid.encode()) % 2 == 0
+            attitude = "positive" if score >= 4 else "negative" if blamed else "neutral"
             self.emit("satisfaction.rated", t + self.rng.uniform(5, 120), conv.shop,
-                      score=score, scale=5, attitude="positive" if score >= 4 else "neutral",
-                      **fields)
+                      score=score, scale=5, attitude=attitude, **fields)
         if conv.queue == "presale" and self.rng.random() < 0.3:
             self.emit("order.paid", t + self.rng.uniform(60, 7200), conv.shop,
                       customer_id=conv.customer, order_id=f"o-{conv.cid}",

@@ -36,7 +36,10 @@ DEFAULT_CALENDAR: dict[str, Any] = {
     "sale_days": ["11-11", "06-18", "12-12"],
 }
 
-_INT_FIELDS = ("ts", "chars", "max_concurrency")
+_INT_FIELDS = ("ts", "chars", "max_concurrency", "violations")
+# README "Forbidden phrases": "The worker ignores any text that still reaches the topic (it is
+# not matched, stored or forwarded)": validated with the schema, then dropped.
+_IGNORED_FIELDS = ("text",)
 
 
 def _schema_dir() -> Path:
@@ -121,6 +124,8 @@ def classify(value: bytes | None, now_ms: float) -> tuple[str | None, dict[str, 
     for field in _INT_FIELDS:
         if field in obj and _is_integer(obj[field]):
             obj[field] = int(obj[field])
+    for field in _IGNORED_FIELDS:
+        obj.pop(field, None)
     return None, obj
 
 

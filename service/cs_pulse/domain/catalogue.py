@@ -41,6 +41,7 @@ HISTOGRAMS: dict[str, tuple[float, ...]] = {
     "first_response": RESPONSE_BUCKETS,
     "response": RESPONSE_BUCKETS,
     "abandon_wait": RESPONSE_BUCKETS,
+    "resolution": RESPONSE_BUCKETS,         # segment start to the resolving close
     "handle": HANDLE_BUCKETS,
     "csat": CSAT_BUCKETS,
 }
@@ -62,7 +63,10 @@ COUNTERS: frozenset[str] = frozenset(
         "transferred", "escalated",             # at the conversation's creation
         "reopened",
         "resolved", "resolved_repeat",          # FCR = (resolved - resolved_repeat) / resolved
-        "csat_satisfied", "csat_dissatisfied", "attitude_rated", "attitude_positive",
+        "csat_satisfied", "csat_dissatisfied", "csat_dissatisfied_attitude",
+        "attitude_rated", "attitude_positive",
+        "handled",                              # conversations, once per agent (first holding)
+        "forbidden_phrases",                    # violations of agent messages
         "served", "converted", "gmv",           # converted and gmv at the served time
         "orders", "orders_amount", "orders_attributed",
         # answered waits within each tier (queue series; the aggregation stage classifies

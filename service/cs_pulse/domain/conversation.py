@@ -64,7 +64,9 @@ class Conversation:
     escalated: bool = False
     served: bool = False
     resolutions: int = 0
+    handled_by: list[str] = field(default_factory=list)   # agents (ids) that have held it
     # The current segment (an open period).
+    segment_start: int | None = None    # the reopen that opened it (None: the creation)
     handed_off: bool = False
     bot_served: bool = False            # a bot spoke before the first hand-off
     customer_wrote: bool = False
@@ -174,6 +176,9 @@ def _start_hold(c: Conversation, ts: int, out: Out) -> None:
     if c.held_from is None:
         c.held_from = ts
     out.fact("session_open", ts, [c.hold_series], subject=c.instance)
+    if c.agent not in c.handled_by:   # handled: once per agent (whatever its team then)
+        c.handled_by.append(c.agent)
+        out.fact("handled", ts, [c.hold_series])
 
 
 def _end_hold(c: Conversation, ts: int, out: Out) -> None:
@@ -271,6 +276,8 @@ def _close(c: Conversation, ts: int, out: Out, *, left: bool, resolved: bool) ->
     if resolved:
         c.resolutions += 1
         out.fact("resolved", ts, here)
+        start = c.created if c.segment_start is None else c.segment_start
+        out.fact("resolution", ts, here, (ts - start) / 1000.0)
         out.customers.append(CustomerRecord("resolution", ts, c.customer_key, c.instance,
                                             float(c.resolutions), here))
     c.open = False
@@ -347,6 +354,9 @@ def _on_message(c: Conversation, ev: Event, out: Out) -> None:
         s = [agent_series(c.shop, c.team, ev.agent_id)]
         out.fact("agent_messages", ev.ts, [c.q, *s])
         out.fact("agent_chars", ev.ts, [c.q, *s], chars)
+        violations = ev.attrs.get("violations", 0)
+        if violations:   # forbidden phrases, counted at the ingest edge (phrases.py)
+            out.fact("forbidden_phrases", ev.ts, [c.q, *s], float(violations))
         if c.open:
             _hand_off(c, ev.ts)
             _agent_message(c, ev.ts, s, out)
@@ -370,6 +380,7 @@ def _on_reopened(c: Conversation, ev: Event, out: Out) -> None:
         return
     c.open = True
     _new_segment(c)
+    c.segment_start = ev.ts
     out.fact("reopened", ev.ts, [c.q, *c.a])
     out.customers.append(CustomerRecord("reopen", ev.ts, c.customer_key, c.instance))
     if c.agent:
@@ -386,6 +397,8 @@ def _on_rated(c: Conversation, ev: Event, out: Out) -> None:
         out.fact("csat_satisfied", ev.ts, here)
     if score <= 2.0:
         out.fact("csat_dissatisfied", ev.ts, here)
+        if a.get("attitude") == "negative":   # 差评 blamed on the agent's attitude
+            out.fact("csat_dissatisfied_attitude", ev.ts, here)
     if "attitude" in a:
         out.fact("attitude_rated", ev.ts, here)
         if a["attitude"] == "positive":

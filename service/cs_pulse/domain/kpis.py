@@ -51,6 +51,7 @@ def kpis(c: Counts) -> dict[str, float | None]:
         "attitude_positive": ratio(g("attitude_positive", 0.0), g("attitude_rated", 0.0)),
         "conversion": ratio(g("converted", 0.0), g("served", 0.0)),
         "aht_seconds": ratio(g("handle:sum", 0.0), g("handle:count", 0.0)),
+        "resolution": ratio(g("resolved", 0.0), g("ended", 0.0)),
     }
 
 

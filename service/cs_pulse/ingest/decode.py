@@ -121,4 +121,5 @@ class Decoder:
             schema.validate(data)
         except fastjsonschema.JsonSchemaValueException as exc:
             return Rejected("invalid_field", exc.message[:200])
+        data.pop("text", None)   # message text is the ingest edge's alone: never kept
         return Event.from_dict(data)

@@ -43,6 +43,7 @@ SELECT
     j ->> 'to_team'                                     AS to_team,
     j ->> 'sender'                                      AS sender,
     CAST(CAST(j ->> 'chars' AS DOUBLE) AS BIGINT)       AS chars,
+    CAST(CAST(j ->> 'violations' AS DOUBLE) AS BIGINT)  AS violations,
     j ->> 'status'                                      AS status,
     CAST(CAST(j ->> 'max_concurrency' AS DOUBLE) AS BIGINT) AS max_concurrency,
     CAST(j ->> 'resolved' AS BOOLEAN)                   AS resolved,

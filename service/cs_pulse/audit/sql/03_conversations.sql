@@ -32,7 +32,7 @@ SELECT
     e.part, e.conversation_id AS cid, e.inst, e.off, e.eff, e.type, e.event_id, e.shop_id,
     e.customer_id, e.channel, e.queue, e.team, e.agent_id, e.to_agent_id, e.to_queue,
     e.to_team, e.sender, e.chars, e.resolved, e.closed_by, e.score, e.scale, e.scale_min,
-    e.attitude,
+    e.attitude, e.violations,
     false AS synthetic
 FROM evx e
 WHERE e.outcome IN ('new', 'apply') AND e.conversation_id IS NOT NULL
@@ -41,7 +41,7 @@ UNION ALL
 SELECT
     t.part, t.cid, t.inst, 9223372036854775807 AS off, t.eff, 'conversation.closed', NULL,
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, false, 'timeout',
-    NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL,
     true
 FROM timeout_close t;
 

@@ -98,6 +98,21 @@ UNION ALL
 SELECT 'message_characters', 'a', shop, tm, agent_id, sender, eff, CAST(chars AS DOUBLE)
 FROM ce WHERE type = 'message.sent' AND sender = 'agent';
 
+-- README "Forbidden phrases (违规用语)": "cs_forbidden_phrases_total (Q) and
+--  cs_agent_forbidden_phrases_total (S) sum violations of agent messages at their time;
+--  cs_agent_forbidden_phrase_uses{window} is the sum in each window and today."
+-- "violations (integer ≥ 0, default 0)"; the message's text is never read (the glue drops it).
+-- One item per agent message, v = its violations: like cs_message_characters_total (a sum over
+-- messages), the counter exists once the series has an agent message, 0 included.
+CREATE OR REPLACE VIEW m_forbidden_phrases AS
+SELECT 'forbidden_phrases' AS metric, 'q' AS kind, shop, q AS l2, ch AS l3, '' AS lbl,
+       eff AS t, CAST(coalesce(violations, 0) AS DOUBLE) AS v
+FROM ce WHERE type = 'message.sent' AND sender = 'agent'
+UNION ALL
+SELECT 'forbidden_phrases', 'a', shop, tm, agent_id, '', eff,
+       CAST(coalesce(violations, 0) AS DOUBLE)
+FROM ce WHERE type = 'message.sent' AND sender = 'agent';
+
 -- "..._concluded_total{outcome="answered"}, cs_runs_total{outcome="answered"},
 --  cs_response_seconds | Q and S | the answer"
 -- "..._concluded_total{outcome="unanswered"}, cs_runs_total{outcome="unanswered"} | Q and A |
@@ -185,6 +200,20 @@ FROM (SELECT sid, min(start_eff) AS first_start FROM holdings GROUP BY sid) h
 JOIN seg s ON s.sid = h.sid
 JOIN segev c ON c.sid = s.sid AND c.seq = s.close_seq;
 
+-- README "Handled conversations": "An agent handles a conversation when it first holds it (see
+--  Agents: sessions): cs_agent_conversations_handled_total counts each conversation once per
+--  agent (a second holding by the same agent, after a transfer away and back or a reopen, does
+--  not count again; a new conversation with the same id after expiry does), under that A at the
+--  holding's start. cs_agent_handled_conversations{window} is the count in each window and
+--  today."
+-- "Once per agent": per conversation instance (iid: a new instance after expiry counts again)
+-- and agent id; the first holding gives the series (its team) and the count time.
+CREATE OR REPLACE VIEW m_conversations_handled AS
+SELECT 'conversations_handled' AS metric, 'a' AS kind, shop, team AS l2, agent AS l3,
+       '' AS lbl, start_eff AS t, 1.0 AS v
+FROM holdings
+QUALIFY row_number() OVER (PARTITION BY iid, agent ORDER BY start_eff, sid) = 1;
+
 -- ---------------------------------------------------------------- resolution -----------------
 -- "A resolution is a close with resolved: true (cs_resolved_total, Q and A, at the close)."
 CREATE OR REPLACE VIEW m_resolved AS
@@ -203,6 +232,25 @@ FROM resolutions WHERE is_repeat
 UNION ALL
 SELECT 'resolved_repeat', 'a', shop, tm, ag, '', eff, 1.0
 FROM resolutions WHERE is_repeat AND ag IS NOT NULL;
+
+-- README "Resolution rate ...": "Time to resolution (cs_resolution_seconds histogram, buckets as
+--  responses): for each resolution, the close − the start of its segment (the creation, or the
+--  reopen that opened it), under Q and A at the close; cs_resolution_window_seconds{stat} like
+--  the other window quantiles."
+-- (cs_resolution_ratio = resolved / conversations_ended is a window ratio: 12_window_gauges.)
+CREATE OR REPLACE VIEW resolution_time AS
+SELECT r.shop, r.q, r.ch, r.tm, r.ag, r.eff, CAST(r.eff - s.start_eff AS DOUBLE) AS ms
+FROM resolutions r
+JOIN ce c ON c.iid = r.iid AND c.seq = r.seq
+JOIN seg s ON s.iid = c.iid AND s.segno = c.segno;
+
+CREATE OR REPLACE VIEW m_resolution_seconds AS
+SELECT 'resolution_seconds' AS metric, 'q' AS kind, shop, q AS l2, ch AS l3, '' AS lbl,
+       eff AS t, ms AS v
+FROM resolution_time
+UNION ALL
+SELECT 'resolution_seconds', 'a', shop, tm, ag, '', eff, ms
+FROM resolution_time WHERE ag IS NOT NULL;
 
 -- ---------------------------------------------------------------- conversations -------------
 -- "cs_conversations_total: each conversation at its creation, under Q at creation."
@@ -260,6 +308,13 @@ FROM csat_items WHERE norm >= 4;
 CREATE OR REPLACE VIEW m_csat_dissatisfied AS
 SELECT 'csat_dissatisfied' AS metric, kind, shop, l2, l3, '' AS lbl, t, 1.0 AS v
 FROM csat_items WHERE norm <= 2;
+
+-- README "Reviews (差评 / 好评)": "cs_csat_dissatisfied_attitude_total counts the negative
+--  ratings whose attitude is negative (the customer blames the agent's attitude), Q and A at
+--  the rating."  Negative = normalised rating ≤ 2.
+CREATE OR REPLACE VIEW m_csat_dissatisfied_attitude AS
+SELECT 'csat_dissatisfied_attitude' AS metric, kind, shop, l2, l3, '' AS lbl, t, 1.0 AS v
+FROM csat_items WHERE norm <= 2 AND attitude = 'negative';
 
 -- (not exported as a counter: feeds cs_attitude_positive_ratio)
 CREATE OR REPLACE VIEW m_csat_attitude AS
@@ -327,14 +382,17 @@ UNION ALL SELECT * FROM m_short_abandoned
 UNION ALL SELECT * FROM m_abandon_wait_seconds
 UNION ALL SELECT * FROM m_messages
 UNION ALL SELECT * FROM m_message_characters
+UNION ALL SELECT * FROM m_forbidden_phrases
 UNION ALL SELECT * FROM m_customer_messages_concluded
 UNION ALL SELECT * FROM m_runs
 UNION ALL SELECT * FROM m_response_seconds
 UNION ALL SELECT * FROM m_conversations_ended
 UNION ALL SELECT * FROM m_conversations_replied
 UNION ALL SELECT * FROM m_handle_seconds
+UNION ALL SELECT * FROM m_conversations_handled
 UNION ALL SELECT * FROM m_resolved
 UNION ALL SELECT * FROM m_resolved_repeat
+UNION ALL SELECT * FROM m_resolution_seconds
 UNION ALL SELECT * FROM m_conversations
 UNION ALL SELECT * FROM m_transferred
 UNION ALL SELECT * FROM m_escalated
@@ -342,6 +400,7 @@ UNION ALL SELECT * FROM m_reopened
 UNION ALL SELECT * FROM m_csat_score
 UNION ALL SELECT * FROM m_csat_satisfied
 UNION ALL SELECT * FROM m_csat_dissatisfied
+UNION ALL SELECT * FROM m_csat_dissatisfied_attitude
 UNION ALL SELECT * FROM m_csat_attitude
 UNION ALL SELECT * FROM m_served
 UNION ALL SELECT * FROM m_converted

@@ -27,6 +27,7 @@ SELECT * FROM (VALUES
          86400000, 172800000, 604800000], true),
     ('messages',                    'counter',   'sender',  1.0, NULL, true),
     ('message_characters',          'counter',   'sender',  1.0, NULL, true),
+    ('forbidden_phrases',           'counter',   NULL,      1.0, NULL, true),
     ('customer_messages_concluded', 'counter',   'outcome', 1.0, NULL, true),
     ('runs',                        'counter',   'outcome', 1.0, NULL, true),
     ('response_seconds',            'histogram', NULL,      1000.0,
@@ -38,8 +39,13 @@ SELECT * FROM (VALUES
     ('handle_seconds',              'histogram', NULL,      1000.0,
         [60000, 120000, 180000, 300000, 600000, 900000, 1800000, 3600000, 7200000,
          14400000, 28800000, 86400000], true),
+    ('conversations_handled',       'counter',   NULL,      1.0, NULL, true),
     ('resolved',                    'counter',   NULL,      1.0, NULL, true),
     ('resolved_repeat',             'counter',   NULL,      1.0, NULL, true),
+    ('resolution_seconds',          'histogram', NULL,      1000.0,
+        [5000, 10000, 15000, 20000, 25000, 30000, 40000, 60000, 90000, 120000, 180000,
+         300000, 600000, 900000, 1800000, 3600000, 7200000, 14400000, 28800000, 43200000,
+         86400000, 172800000, 604800000], true),
     ('conversations',               'counter',   NULL,      1.0, NULL, true),
     ('transferred',                 'counter',   NULL,      1.0, NULL, true),
     ('escalated',                   'counter',   NULL,      1.0, NULL, true),
@@ -47,6 +53,7 @@ SELECT * FROM (VALUES
     ('csat_score',                  'histogram', NULL,      1.0, [1, 2, 3, 4, 5], true),
     ('csat_satisfied',              'counter',   NULL,      1.0, NULL, true),
     ('csat_dissatisfied',           'counter',   NULL,      1.0, NULL, true),
+    ('csat_dissatisfied_attitude',  'counter',   NULL,      1.0, NULL, true),
     ('csat_attitude',               'counter',   'attitude', 1.0, NULL, false),
     ('served',                      'counter',   NULL,      1.0, NULL, true),
     ('converted',                   'counter',   NULL,      1.0, NULL, true),
@@ -88,10 +95,11 @@ SELECT metric, kind, shop, l2, l3, lbl, wname, count(*) AS n, sum(v) AS s
 FROM wfacts
 GROUP BY ALL;
 
--- Window bucket counts of the response-time histograms (for the p50/p90 stats).
+-- Window bucket counts of the response-time and resolution-time histograms (for the p50/p90
+-- stats).
 CREATE OR REPLACE TABLE wbuckets AS
 SELECT f.metric, f.kind, f.shop, f.l2, f.l3, f.wname,
        len(list_filter(d.bounds, lambda b: b < f.v)) + 1 AS bucket, count(*) AS cnt
 FROM wfacts f JOIN metric_def d USING (metric)
-WHERE f.metric IN ('first_response_seconds', 'response_seconds')
+WHERE f.metric IN ('first_response_seconds', 'response_seconds', 'resolution_seconds')
 GROUP BY ALL;

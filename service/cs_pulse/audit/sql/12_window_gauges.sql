@@ -64,6 +64,9 @@ LATERAL (VALUES
     -- "cs_first_contact_resolution_ratio = (resolved − repeat) / resolved"
     ('first_contact_resolution_ratio', coalesce(resolved, 0) - coalesce(repeat, 0),
         coalesce(resolved, 0)),
+    -- "cs_resolution_ratio{window} = resolutions / segment closes (cs_resolved_total /
+    --  cs_conversations_ended_total, both Q and A at the close): never above 1."
+    ('resolution_ratio', coalesce(resolved, 0), coalesce(ended, 0)),
     -- "cs_transfer_ratio, cs_escalation_ratio = those / conversations"
     ('transfer_ratio', coalesce(transferred, 0), coalesce(convs, 0)),
     ('escalation_ratio', coalesce(escalated, 0), coalesce(convs, 0)),

@@ -76,6 +76,22 @@ LEFT JOIN (
 ) x ON x.kind = s.kind AND x.shop = s.shop AND x.l2 = s.l2 AND x.l3 = s.l3
 GROUP BY s.kind, s.shop, s.l2, s.l3, p.now_ms;
 
+-- Agent window counts: "cs_agent_handled_conversations{window} is the count in each window and
+-- today"; "cs_agent_forbidden_phrase_uses{window} is the sum in each window and today".  Not a
+-- ratio or a mean (those need a positive denominator): like cs_agent_max_open_sessions, a value
+-- for every agent series and every window, 0 included.
+CREATE OR REPLACE TABLE agent_window_counts AS
+SELECT s.shop, s.l2, s.l3, w.wname, g.name,
+       CAST(coalesce(sum(x.s), 0) AS DOUBLE) AS value
+FROM series s
+JOIN win w ON w.shop = s.shop
+CROSS JOIN (VALUES ('handled_conversations', 'conversations_handled'),
+                   ('forbidden_phrase_uses', 'forbidden_phrases')) g(name, metric)
+LEFT JOIN wagg x ON x.metric = g.metric AND x.kind = 'a' AND x.shop = s.shop
+                AND x.l2 = s.l2 AND x.l3 = s.l3 AND x.wname = w.wname
+WHERE s.kind = 'a'
+GROUP BY s.shop, s.l2, s.l3, w.wname, g.name;
+
 -- README "Agent presence and concurrency": over a window's interval [a, now], with n(t) the
 -- agent's open sessions and c(t) its max concurrency:
 --   "cs_agent_online_rate_ratio = online time / (last online − first online), where first/last

@@ -9,6 +9,13 @@
 -- series and window. Waiting and open-session gauges are 0 for a series with none."
 -- "cs_window_end_timestamp_seconds is the now at which a page's windows were computed".
 
+-- Window stats of a histogram: cs_first_response_window_seconds, cs_response_window_seconds,
+-- cs_resolution_window_seconds ("like the other window quantiles").
+CREATE OR REPLACE MACRO window_stat_name(metric) AS
+    CASE metric WHEN 'first_response_seconds' THEN 'first_response_window_seconds'
+                WHEN 'response_seconds' THEN 'response_window_seconds'
+                WHEN 'resolution_seconds' THEN 'resolution_window_seconds' END;
+
 CREATE OR REPLACE TABLE samples AS
 -- counters
 SELECT metric_prefix(t.kind) || t.metric || '_total' AS name,
@@ -57,20 +64,18 @@ SELECT 'cs_first_response_tier_target_seconds', [['channel', channel], ['tier', 
        target_s
 FROM tier_cfg
 
-UNION ALL   -- window stats of the response histograms
-SELECT metric_prefix(kind) || CASE metric WHEN 'first_response_seconds'
-                                          THEN 'first_response_window_seconds'
-                                          ELSE 'response_window_seconds' END,
+UNION ALL   -- window stats of the response and resolution histograms
+SELECT metric_prefix(kind) || window_stat_name(metric),
        list_concat(series_labels(kind, shop, l2, l3), [['window', wname], ['stat', stat]]),
        value
 FROM wquantile
 UNION ALL
-SELECT metric_prefix(kind) || CASE metric WHEN 'first_response_seconds'
-                                          THEN 'first_response_window_seconds'
-                                          ELSE 'response_window_seconds' END,
+SELECT metric_prefix(kind) || window_stat_name(metric),
        list_concat(series_labels(kind, shop, l2, l3), [['window', wname], ['stat', 'avg']]),
        s / 1000.0 / n
-FROM wagg WHERE metric IN ('first_response_seconds', 'response_seconds') AND n > 0
+FROM wagg
+WHERE metric IN ('first_response_seconds', 'response_seconds', 'resolution_seconds')
+  AND n > 0
 
 UNION ALL   -- hourly volume (queue series, today)
 SELECT 'cs_hourly_volume',
@@ -104,6 +109,11 @@ JOIN win w ON w.shop = s.shop
 LEFT JOIN presence_win p ON p.shop = s.shop AND p.team = s.l2 AND p.agent = s.l3
                         AND p.wname = w.wname
 WHERE s.kind = 'a'
+
+UNION ALL   -- handled conversations and forbidden-phrase uses (every agent series and window)
+SELECT 'cs_agent_' || name, list_append(series_labels('a', shop, l2, l3), ['window', wname]),
+       value
+FROM agent_window_counts
 
 UNION ALL   -- presence windows (series with an agent.status event)
 SELECT 'cs_agent_online_rate_ratio',

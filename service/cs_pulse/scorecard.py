@@ -1,0 +1,264 @@
+"""The monthly agent scorecard (月度考核): hard indicators from the event history, scored.
+
+Monthly figures come from the raw log, never from Prometheus: the same DuckDB recomputation as
+``cs-pulse audit`` (``audit/recompute.py``) runs on the history up to the month's end and up to
+its start, each at that instant; an agent's monthly count is the difference of its counters, so
+it holds exactly what was counted in the month (at each fact's count time, in the shop's time
+zone). Scoring rule: each hard indicator scores ``weight * attainment`` clamped to
+[floor, cap] * weight (attainment = actual / target, or target / actual where lower is
+better); soft indicators come from the supervisor's file and are added as given.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from cs_pulse.engine import Record
+from cs_pulse.settings import Settings
+
+Counts = dict[str, float]
+AgentKey = tuple[str, str, str]   # shop, team, agent
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den > 0 else None
+
+
+# Each indicator: how it is computed from an agent's monthly counts (sample names without the
+# ``cs_agent_`` prefix, labels folded in as ``name{label}``). None: no data this month.
+FORMULAS: dict[str, tuple[str, Callable[[Counts], float | None]]] = {
+    "first_response_30s": (
+        "share of first responses within 30 s",
+        lambda c: _ratio(c.get("service_level_contacts_total{answered_within}", 0.0),
+                         c.get("service_level_contacts_total{answered_within}", 0.0)
+                         + c.get("service_level_contacts_total{answered_after}", 0.0))),
+    "reply_rate": (
+        "customer messages answered / concluded",
+        lambda c: _ratio(c.get("customer_messages_concluded_total{answered}", 0.0),
+                         c.get("customer_messages_concluded_total{answered}", 0.0)
+                         + c.get("customer_messages_concluded_total{unanswered}", 0.0))),
+    "csat": (
+        "mean rating, normalised to 1-5",
+        lambda c: _ratio(c.get("csat_score_sum", 0.0), c.get("csat_score_count", 0.0))),
+    "conversion": (
+        "served conversations with a qualifying order / served",
+        lambda c: _ratio(c.get("converted_total", 0.0), c.get("served_total", 0.0))),
+    "forbidden_phrases": (
+        "forbidden-phrase occurrences",
+        lambda c: c.get("forbidden_phrases_total", 0.0) if c else None),
+    "negative_reviews": (
+        "ratings <= 2 of 5",
+        lambda c: c.get("csat_dissatisfied_total", 0.0) if c.get("csat_score_count") else None),
+    "resolution_rate": (
+        "resolutions / segment closes",
+        lambda c: _ratio(c.get("resolved_total", 0.0), c.get("conversations_ended_total", 0.0))),
+}
+SHOWN = {"handled": "conversations_handled_total",
+         "first_responses": "first_response_seconds_count"}
+
+
+@dataclass(frozen=True)
+class Indicator:
+    name: str                 # a key of FORMULAS
+    target: float
+    weight: float
+    higher_is_better: bool = True
+
+
+@dataclass(frozen=True)
+class Rules:
+    indicators: tuple[Indicator, ...]
+    floor: float = 0.5        # of the weight
+    cap: float = 1.5
+
+    @staticmethod
+    def from_config(cfg: dict[str, Any]) -> Rules:
+        """``{"floor": 0.5, "cap": 1.5, "indicators": [{"name": ..., "target": ..., "weight":
+        ..., "higher_is_better": true}]}``; anything left out keeps the default."""
+        indicators = tuple(Indicator(**i) for i in cfg.get("indicators", [])) or \
+            DEFAULT_RULES.indicators
+        unknown = [i.name for i in indicators if i.name not in FORMULAS]
+        if unknown:
+            raise ValueError(f"unknown indicators {unknown}; known: {sorted(FORMULAS)}")
+        return Rules(indicators, float(cfg.get("floor", DEFAULT_RULES.floor)),
+                     float(cfg.get("cap", DEFAULT_RULES.cap)))
+
+
+DEFAULT_RULES = Rules((
+    Indicator("first_response_30s", 0.80, 20),
+    Indicator("reply_rate", 0.95, 20),
+    Indicator("csat", 4.5, 20),
+    Indicator("conversion", 0.30, 15),
+    Indicator("forbidden_phrases", 5, 10, higher_is_better=False),
+    Indicator("negative_reviews", 2, 15, higher_is_better=False),
+))
+
+
+@dataclass
+class Line:
+    indicator: str
+    actual: float | None
+    target: float
+    weight: float
+    score: float | None       # None: no data, not scored
+
+
+@dataclass
+class Card:
+    shop: str
+    team: str
+    agent: str
+    lines: list[Line] = field(default_factory=list)
+    shown: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total(self) -> float:
+        return sum(line.score for line in self.lines if line.score is not None)
+
+    @property
+    def out_of(self) -> float:
+        return sum(line.weight for line in self.lines if line.score is not None)
+
+
+def score(indicator: Indicator, actual: float | None, rules: Rules) -> float | None:
+    if actual is None:
+        return None
+    if indicator.higher_is_better:
+        attainment = actual / indicator.target if indicator.target > 0 else rules.cap
+    else:
+        attainment = indicator.target / actual if actual > 0 else rules.cap
+    return indicator.weight * min(rules.cap, max(rules.floor, attainment))
+
+
+def month_bounds(month: str, tz: str) -> tuple[int, int]:
+    """[first instant, first instant of the next month) of ``YYYY-MM`` in ``tz``, epoch ms."""
+    year, mon = (int(x) for x in month.split("-"))
+    zone = ZoneInfo(tz)
+    start = datetime(year, mon, 1, tzinfo=zone)
+    end = datetime(year + mon // 12, mon % 12 + 1, 1, tzinfo=zone)
+    return round(start.timestamp() * 1000), round(end.timestamp() * 1000)
+
+
+def _before(records: Iterable[Record], limit_ms: int) -> list[Record]:
+    out = []
+    for rec in records:
+        try:
+            ts = orjson.loads(rec[3] or b"{}").get("ts")
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(ts, int | float) and ts < limit_ms:
+            out.append(rec)
+    return out
+
+
+def agent_counts(records: list[Record], at_ms: int, settings: Settings) -> dict[AgentKey, Counts]:
+    """Every agent's cumulative counters at ``at_ms`` from the events before it (SQL)."""
+    from cs_pulse.audit.run import recompute
+
+    out: dict[AgentKey, Counts] = {}
+    for name, labels, value in recompute(_before(records, at_ms), at_ms / 1000.0, settings):
+        if not name.startswith("cs_agent_") or "le" in labels or \
+                not name.endswith(("_total", "_sum", "_count")):
+            continue   # cumulative counters only: a gauge has no monthly difference
+        extra = [v for k, v in sorted(labels.items()) if k not in ("shop", "team", "agent")]
+        key = name[len("cs_agent_"):] + (f"{{{','.join(extra)}}}" if extra else "")
+        out.setdefault((labels["shop"], labels["team"], labels["agent"]), {})[key] = value
+    return out
+
+
+def monthly(records: list[Record], month: str, settings: Settings) -> dict[AgentKey, Counts]:
+    """Per agent: what was counted in the month, in each shop's time zone."""
+    out: dict[AgentKey, Counts] = {}
+    by_tz: dict[str, list[str]] = {}
+    for shop in _shops(records):
+        by_tz.setdefault(settings.calendars.for_shop(shop).tz, []).append(shop)
+    for tz, tz_shops in by_tz.items():
+        start, end = month_bounds(month, tz)
+        before, after = agent_counts(records, start, settings), agent_counts(records, end,
+                                                                             settings)
+        for key, counts in after.items():
+            if key[0] not in tz_shops:
+                continue
+            base = before.get(key, {})
+            month_counts = {k: v - base.get(k, 0.0) for k, v in counts.items()}
+            if any(v for v in month_counts.values()):
+                out[key] = month_counts
+    return out
+
+
+def _shops(records: Iterable[Record]) -> set[str]:
+    found = set()
+    for rec in records:
+        try:
+            e = orjson.loads(rec[3] or b"{}")
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(e, dict) and isinstance(e.get("shop_id"), str):
+            found.add(e["shop_id"])
+    return found
+
+
+def soft_scores(path: Path | None) -> dict[str, list[tuple[str, float]]]:
+    """The supervisor's soft indicators: CSV ``agent,indicator,score`` (a score may exceed
+    its nominal weight)."""
+    if path is None:
+        return {}
+    out: dict[str, list[tuple[str, float]]] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            out.setdefault(row["agent"], []).append((row["indicator"], float(row["score"])))
+    return out
+
+
+def cards(counts: dict[AgentKey, Counts], rules: Rules, team: str | None = None,
+          soft: dict[str, list[tuple[str, float]]] | None = None) -> list[Card]:
+    out = []
+    for (shop, team_, agent), c in sorted(counts.items()):
+        if team is not None and team_ != team:
+            continue
+        card = Card(shop, team_, agent, shown={k: c.get(v, 0.0) for k, v in SHOWN.items()})
+        for ind in rules.indicators:
+            actual = FORMULAS[ind.name][1](c)
+            card.lines.append(Line(ind.name, actual, ind.target, ind.weight,
+                                   score(ind, actual, rules)))
+        for name, value in (soft or {}).get(agent, []):
+            card.lines.append(Line(f"soft:{name}", value, 0.0, 0.0, value))
+        out.append(card)
+    return out
+
+
+def render(cards_: list[Card], fmt: str) -> str:
+    rows = [{"shop": c.shop, "team": c.team, "agent": c.agent, "indicator": line.indicator,
+             "actual": line.actual, "target": line.target, "weight": line.weight,
+             "score": line.score} for c in cards_ for line in c.lines]
+    totals = [{"shop": c.shop, "team": c.team, "agent": c.agent, "total": round(c.total, 2),
+               "out_of": c.out_of, **c.shown} for c in cards_]
+    if fmt == "json":
+        return json.dumps({"lines": rows, "totals": totals}, indent=2, ensure_ascii=False)
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["agent"])
+        writer.writeheader()
+        writer.writerows(rows)
+        return buf.getvalue()
+    lines = []
+    for c in cards_:
+        lines.append(f"{c.shop} / {c.team or '-'} / {c.agent}: {c.total:.1f} of {c.out_of:g} "
+                     f"(handled {c.shown['handled']:g}, first responses "
+                     f"{c.shown['first_responses']:g})")
+        for line in c.lines:
+            actual = "n/a" if line.actual is None else f"{line.actual:.4g}"
+            got = "not scored" if line.score is None else f"{line.score:.1f}"
+            lines.append(f"    {line.indicator:<22} {actual:>10}  target {line.target:<8g} "
+                         f"weight {line.weight:<4g} score {got}")
+    return "\n".join(lines) + "\n"
