@@ -140,8 +140,11 @@ def test_bad_input_goes_to_the_dead_letter_topic_and_is_counted(kafka: KafkaBrok
 
     try:
         asyncio.run(send())
+        # Rejections and duplicates count on arrival; the conversation only once the grace
+        # period has passed (an idle release here), so wait for all three.
         s = worker.wait_until(lambda s: value(s, "cs_events_rejected_total") == 5
-                              and value(s, "cs_events_duplicate_total") == 1)
+                              and value(s, "cs_events_duplicate_total") == 1
+                              and value(s, "cs_conversations_total") == 1)
         for reason in ("malformed_json", "not_object", "unknown_type", "missing_field",
                        "future_timestamp"):
             assert value(s, "cs_events_rejected_total", reason=reason) == 1, reason

@@ -8,7 +8,7 @@ import csv
 import io
 import json
 import os
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from cs_pulse import scorecard
+from cs_pulse.attendance import attendance
 from cs_pulse.audit.run import partition_file
 from cs_pulse.history import HistoryWriter, read_history
 from cs_pulse.scorecard import DEFAULT_RULES, Indicator, Rules, month_bounds, score
@@ -107,6 +108,16 @@ def test_soft_indicators_team_filter_and_the_three_outputs(tmp_path: Path) -> No
     assert "a1: 32.0 of 20" in scorecard.render(cards, "table")
 
 
+def test_gmv_share_is_against_the_mean_of_the_teams_agents() -> None:
+    counts = {("s1", "t1", "a1"): {"attributed_gmv_total": 300.0},
+              ("s1", "t1", "a2"): {"attributed_gmv_total": 100.0},
+              ("s1", "t1", "a3"): {"served_total": 4.0},              # sold nothing
+              ("s1", "t2", "b1"): {"attributed_gmv_total": 50.0}}
+    rules = Rules((Indicator("gmv_share", 1.0, 10),))
+    share = {c.agent: c.lines[0].actual for c in scorecard.cards(counts, rules)}
+    assert share == {"a1": 2.25, "a2": 0.75, "a3": 0.0, "b1": 1.0}   # t1 mean: 400 / 3
+
+
 def test_the_banks_january_agents_add_up_to_the_raw_rows() -> None:
     path = DATA / "technion_callcenter" / "january.txt"
     if not path.exists():
@@ -150,4 +161,7 @@ def test_a_simulated_month_from_the_history_files(tmp_path: Path) -> None:
               if e.get("sender") == "agent" and lo <= e["ts"] < hi)
     assert raw > 0
     assert sum(c.get("forbidden_phrases_total", 0.0) for c in counts.values()) == raw
+    # Attendance over the same month: the simulator's agents work a shift every day.
+    worked = attendance(history, date(2026, 11, 1), date(2026, 11, 30), settings)
+    assert [a.days_worked for a in worked] == [30] * 6
 

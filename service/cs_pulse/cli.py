@@ -8,6 +8,7 @@ import asyncio
 import logging
 import os
 import sys
+from typing import Any
 
 EX_CONFIG = 78   # a topic exists with the wrong partition count: restarting will not help
 
@@ -81,14 +82,20 @@ def main(argv: list[str] | None = None) -> int:
     sc = sub.add_parser("scorecard", help="the monthly agent scorecard from the history")
     sc.add_argument("--month", required=True, help="YYYY-MM, in each shop's time zone")
     sc.add_argument("--team", default=None)
-    sc.add_argument("--history", default=os.environ.get("CS_PULSE_HISTORY_DIR", "history"),
-                    help="the sink's directory")
-    sc.add_argument("--file", default=None, help="a history file instead (jsonl, technion, "
-                    "twitter)")
-    sc.add_argument("--format", choices=["jsonl", "technion", "twitter"], default=None)
     sc.add_argument("--rules", default=None, help="JSON: indicators, targets, weights, floor, cap")
     sc.add_argument("--soft", default=None, help="CSV agent,indicator,score (supervisor)")
     sc.add_argument("--output", choices=["table", "csv", "json"], default="table")
+
+    at = sub.add_parser("attendance", help="days worked, mean first/last online, a day's log")
+    at.add_argument("--from", dest="first", required=True, help="YYYY-MM-DD (local)")
+    at.add_argument("--to", dest="last", required=True, help="YYYY-MM-DD (local), included")
+    at.add_argument("--day", default=None, help="also print this day's on/off log")
+    for p in (sc, at):
+        p.add_argument("--history", default=os.environ.get("CS_PULSE_HISTORY_DIR", "history"),
+                       help="the sink's directory")
+        p.add_argument("--file", default=None,
+                       help="a history file instead (jsonl, technion, twitter)")
+        p.add_argument("--format", choices=["jsonl", "technion", "twitter"], default=None)
 
     k = sub.add_parser("kafka", help="run the embedded development Kafka broker")
     k.add_argument("--port", type=int, default=9092)
@@ -139,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_sink_command(args)
     if args.command == "scorecard":
         return run_scorecard_command(args)
+    if args.command == "attendance":
+        return run_attendance_command(args)
     if args.command == "kafka":
         from cs_pulse.devkafka import KafkaBroker
 
@@ -185,20 +194,44 @@ def run_scorecard_command(args: argparse.Namespace) -> int:
     from cs_pulse.settings import Settings
 
     settings = Settings()
-    if args.file:
-        from cs_pulse.audit.run import partition_file
-
-        records = partition_file(Path(args.file), args.format, settings.partitions)
-    else:
-        from cs_pulse.history import read_history
-
-        records = read_history(Path(args.history))
+    records = history_records(args, settings)
     rules = (scorecard.Rules.from_config(json.loads(Path(args.rules).read_text()))
              if args.rules else scorecard.DEFAULT_RULES)
     counts = scorecard.monthly(records, args.month, settings)
     cards = scorecard.cards(counts, rules, args.team,
                             scorecard.soft_scores(Path(args.soft) if args.soft else None))
     sys.stdout.write(scorecard.render(cards, args.output))
+    return 0
+
+
+def history_records(args: argparse.Namespace, settings: Any) -> list[Any]:
+    """The records a report reads: ``--file`` in a replay format, else the sink's history."""
+    from pathlib import Path
+
+    if args.file:
+        from cs_pulse.audit.run import partition_file
+
+        return partition_file(Path(args.file), args.format, settings.partitions)
+    from cs_pulse.history import read_history
+
+    return read_history(Path(args.history))
+
+
+def run_attendance_command(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from cs_pulse import attendance
+    from cs_pulse.settings import Settings
+
+    settings = Settings()
+    records = history_records(args, settings)
+    rows = attendance.attendance(records, date.fromisoformat(args.first),
+                                 date.fromisoformat(args.last), settings)
+    sys.stdout.write(attendance.render(rows))
+    if args.day:
+        for shop, team, agent, local, status in attendance.day_log(
+                records, date.fromisoformat(args.day), settings):
+            print(f"{shop} {team or '-'} {agent} {local:%H:%M:%S} {status}")
     return 0
 
 

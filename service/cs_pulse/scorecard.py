@@ -62,7 +62,11 @@ FORMULAS: dict[str, tuple[str, Callable[[Counts], float | None]]] = {
     "resolution_rate": (
         "resolutions / segment closes",
         lambda c: _ratio(c.get("resolved_total", 0.0), c.get("conversations_ended_total", 0.0))),
+    "gmv_share": (   # 成交额转换率: against the mean of the team's agents in the same month
+        "attributed GMV / the team's mean attributed GMV per agent",
+        lambda c: _ratio(c.get("attributed_gmv_total", 0.0), c.get(TEAM_MEAN_GMV, 0.0))),
 }
+TEAM_MEAN_GMV = "team_mean_attributed_gmv"
 SHOWN = {"handled": "conversations_handled_total",
          "first_responses": "first_response_seconds_count"}
 
@@ -149,7 +153,7 @@ def month_bounds(month: str, tz: str) -> tuple[int, int]:
     return round(start.timestamp() * 1000), round(end.timestamp() * 1000)
 
 
-def _before(records: Iterable[Record], limit_ms: int) -> list[Record]:
+def before(records: Iterable[Record], limit_ms: int) -> list[Record]:
     out = []
     for rec in records:
         try:
@@ -166,7 +170,7 @@ def agent_counts(records: list[Record], at_ms: int, settings: Settings) -> dict[
     from cs_pulse.audit.run import recompute
 
     out: dict[AgentKey, Counts] = {}
-    for name, labels, value in recompute(_before(records, at_ms), at_ms / 1000.0, settings):
+    for name, labels, value in recompute(before(records, at_ms), at_ms / 1000.0, settings):
         if not name.startswith("cs_agent_") or "le" in labels or \
                 not name.endswith(("_total", "_sum", "_count")):
             continue   # cumulative counters only: a gauge has no monthly difference
@@ -222,10 +226,15 @@ def soft_scores(path: Path | None) -> dict[str, list[tuple[str, float]]]:
 
 def cards(counts: dict[AgentKey, Counts], rules: Rules, team: str | None = None,
           soft: dict[str, list[tuple[str, float]]] | None = None) -> list[Card]:
+    teams: dict[tuple[str, str], list[float]] = {}
+    for (shop, team_, _), c in counts.items():
+        teams.setdefault((shop, team_), []).append(c.get("attributed_gmv_total", 0.0))
     out = []
     for (shop, team_, agent), c in sorted(counts.items()):
         if team is not None and team_ != team:
             continue
+        gmv = teams[(shop, team_)]
+        c = {**c, TEAM_MEAN_GMV: sum(gmv) / len(gmv)}   # agents of the team active this month
         card = Card(shop, team_, agent, shown={k: c.get(v, 0.0) for k, v in SHOWN.items()})
         for ind in rules.indicators:
             actual = FORMULAS[ind.name][1](c)
