@@ -5,7 +5,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY service ./service
 COPY schemas ./schemas
-RUN pip install . && useradd --system --uid 10001 cspulse
+RUN pip install . && useradd --system --uid 10001 cspulse && mkdir /history && chown cspulse /history
 USER cspulse
 EXPOSE 9464 8088
 ENTRYPOINT ["cs-pulse"]
