@@ -85,11 +85,38 @@ def test_a_month_holds_what_was_counted_in_it() -> None:
     assert got["forbidden_phrases"] == 2 and got["negative_reviews"] == 1
     assert card_nov.shown["handled"] == 1 and card_dec.shown["handled"] == 1
     # December: first response 0/0.8 -> floor 10; reply rate 1/0.95 of 20; csat 1/4.5 ->
-    # floor 10; conversion 0 of 1 served -> floor 7.5; forbidden 5/2 = 2.5 -> cap 15; negative
+    # floor 10; customer conversion 0 of 1 -> floor 7.5; forbidden 5/2 = 2.5 -> cap 15; negative
     # reviews 2/1 = 2 -> cap 22.5. Every indicator has data: out of 100.
-    assert got["reply_rate"] == 1.0 and got["conversion"] == 0.0
+    assert got["reply_rate"] == 1.0 and got["customer_conversion"] == 0.0
     assert card_dec.total == pytest.approx(10 + 20 / 0.95 + 10 + 7.5 + 15 + 22.5)
     assert card_dec.out_of == 100
+
+
+def test_customers_count_once_per_agent_and_team_per_day_and_convert_by_customer() -> None:
+    b = boundary()   # December 1st; each conversation is served 10 s after it starts
+    s = Story()
+    served = [(b + 3600, "c1", "u1", "a1"), (b + 7200, "c2", "u1", "a1"),   # u1 twice
+              (b + 7300, "c3", "u2", "a1"), (b + 7400, "c4", "u1", "a2"),   # a2 serves u1 too
+              (b + 86400 + 3600, "c5", "u1", "a1")]                         # the next day
+    for t, conv, customer, agent in served:
+        s.add("conversation.started", t, conv, customer_id=customer, team="t1")
+        s.add("conversation.assigned", t, conv, agent_id=agent, team="t1")
+        s.cust(t, conv, team="t1")
+        s.agent(t + 10, conv, agent=agent, team="t1")
+    s.add("order.paid", b + 9000, "", customer_id="u1", order_id="o1", amount=99.0)
+    counts = scorecard.monthly(s.records, "2023-12", Settings(partitions=4))
+    a1, a2, team = (counts[("s1", "t1", a)] for a in ("a1", "a2", ""))
+    # a1: day 1 {u1, u2}, day 2 {u1} -> 3; converted: u1 on day 1 (paid within 24 h of c1 and
+    # c2's answers) and on day 2? No: c5 was served after the payment.
+    assert (a1["customers_received"], a1["customers_converted"]) == (3, 1)
+    assert (a2["customers_received"], a2["customers_converted"]) == (1, 1)
+    assert (team["customers_received"], team["customers_converted"]) == (3, 1)
+    cards = {c.agent: c for c in scorecard.cards(counts, DEFAULT_RULES)}
+    assert set(cards) == {"a1", "a2"}                         # the team row is not an agent
+    got = {line.indicator: line.actual for line in cards["a1"].lines}
+    assert got["customer_conversion"] == pytest.approx(1 / 3)
+    [t1] = scorecard.team_figures(counts)
+    assert t1["customer_conversion"] == pytest.approx(1 / 3)
 
 
 def test_soft_indicators_team_filter_and_the_three_outputs(tmp_path: Path) -> None:

@@ -200,7 +200,8 @@ def run_scorecard_command(args: argparse.Namespace) -> int:
     counts = scorecard.monthly(records, args.month, settings)
     cards = scorecard.cards(counts, rules, args.team,
                             scorecard.soft_scores(Path(args.soft) if args.soft else None))
-    sys.stdout.write(scorecard.render(cards, args.output))
+    sys.stdout.write(scorecard.render(cards, args.output,
+                                      scorecard.team_figures(counts, args.team)))
     return 0
 
 

@@ -4,9 +4,11 @@ Monthly figures come from the raw log, never from Prometheus: the same DuckDB re
 ``cs-pulse audit`` (``audit/recompute.py``) runs on the history up to the month's end and up to
 its start, each at that instant; an agent's monthly count is the difference of its counters, so
 it holds exactly what was counted in the month (at each fact's count time, in the shop's time
-zone). Scoring rule: each hard indicator scores ``weight * attainment`` clamped to
-[floor, cap] * weight (attainment = actual / target, or target / actual where lower is
-better); soft indicators come from the supervisor's file and are added as given.
+zone). Customers received and converted, per agent and team, are counted over the month itself
+(``RECEPTION_SQL``: distinct per day, so not a difference). Scoring rule: each hard indicator
+scores ``weight * attainment`` clamped to [floor, cap] * weight (attainment = actual / target,
+or target / actual where lower is better); soft indicators come from the supervisor's file and
+are added as given.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ AgentKey = tuple[str, str, str]   # shop, team, agent
 def _ratio(num: float, den: float) -> float | None:
     return num / den if den > 0 else None
 
+
+TEAM_MEAN_GMV = "team_mean_attributed_gmv"
+RECEIVED, CONVERTED = "customers_received", "customers_converted"
+MONTHLY = frozenset({RECEIVED, CONVERTED})   # counted over the month itself, not differenced
 
 # Each indicator: how it is computed from an agent's monthly counts (sample names without the
 # ``cs_agent_`` prefix, labels folded in as ``name{label}``). None: no data this month.
@@ -62,13 +68,16 @@ FORMULAS: dict[str, tuple[str, Callable[[Counts], float | None]]] = {
     "resolution_rate": (
         "resolutions / segment closes",
         lambda c: _ratio(c.get("resolved_total", 0.0), c.get("conversations_ended_total", 0.0))),
+    "customer_conversion": (   # 咨询转换率 by customers
+        "customers received who paid / customers received (once per day)",
+        lambda c: _ratio(c.get(CONVERTED, 0.0), c.get(RECEIVED, 0.0))),
     "gmv_share": (   # 成交额转换率: against the mean of the team's agents in the same month
         "attributed GMV / the team's mean attributed GMV per agent",
         lambda c: _ratio(c.get("attributed_gmv_total", 0.0), c.get(TEAM_MEAN_GMV, 0.0))),
 }
-TEAM_MEAN_GMV = "team_mean_attributed_gmv"
 SHOWN = {"handled": "conversations_handled_total",
-         "first_responses": "first_response_seconds_count"}
+         "first_responses": "first_response_seconds_count",
+         "customers": "customers_received"}
 
 
 @dataclass(frozen=True)
@@ -102,7 +111,7 @@ DEFAULT_RULES = Rules((
     Indicator("first_response_30s", 0.80, 20),
     Indicator("reply_rate", 0.95, 20),
     Indicator("csat", 4.5, 20),
-    Indicator("conversion", 0.30, 15),
+    Indicator("customer_conversion", 0.30, 15),
     Indicator("forbidden_phrases", 5, 10, higher_is_better=False),
     Indicator("negative_reviews", 2, 15, higher_is_better=False),
 ))
@@ -165,18 +174,56 @@ def before(records: Iterable[Record], limit_ms: int) -> list[Record]:
     return out
 
 
-def agent_counts(records: list[Record], at_ms: int, settings: Settings) -> dict[AgentKey, Counts]:
-    """Every agent's cumulative counters at ``at_ms`` from the events before it (SQL)."""
-    from cs_pulse.audit.run import recompute
+# 接待 and 咨询转换率 by customers, over the recomputation's served conversations: a customer
+# counts once per agent (or team) per local day of the serving answer, and is converted that day
+# if one of those conversations is converted (README "Conversion"), as known at the month's end.
+RECEPTION_SQL = """
+WITH s AS (
+    SELECT s.shop, coalesce(s.ans_tm, '') AS team, s.ans_agent AS agent,
+           CAST(timezone(c.tz, make_timestamp(s.ans_eff * 1000)::TIMESTAMPTZ) AS DATE) AS day,
+           coalesce(s.customer, 'conversation:' || s.iid) AS customer,
+           s.iid IN (SELECT iid FROM converted) AS converted
+    FROM served s JOIN shop_cal c USING (shop)
+    WHERE s.ans_eff >= $1 AND s.ans_eff < $2 AND s.ans_agent IS NOT NULL
+)
+SELECT shop, team, agent, count(DISTINCT (day, customer)),
+       count(DISTINCT (day, customer)) FILTER (WHERE converted)
+FROM s GROUP BY GROUPING SETS ((shop, team, agent), (shop, team))
+"""
 
+
+def agent_counts(records: list[Record], at_ms: int, settings: Settings,
+                 month_start: int | None = None) -> dict[AgentKey, Counts]:
+    """Every agent's cumulative counters at ``at_ms`` from the events before it (SQL); with
+    ``month_start``, also each agent's (and, under agent "", each team's) customers received
+    and converted in [month_start, at_ms)."""
+    import duckdb
+
+    from cs_pulse.audit.recompute import load, run_sql
+
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        load(con, before(records, at_ms), at_ms / 1000.0,
+             grace_seconds=settings.grace_seconds, shops=settings.shops)
+        run_sql(con)
+        samples = con.execute("SELECT name, labels, value FROM samples").fetchall()
+        reception = (con.execute(RECEPTION_SQL, [month_start, at_ms]).fetchall()
+                     if month_start is not None else [])
+    finally:
+        con.close()
     out: dict[AgentKey, Counts] = {}
-    for name, labels, value in recompute(before(records, at_ms), at_ms / 1000.0, settings):
+    for name, label_pairs, value in samples:
+        labels = {str(k): str(v) for k, v in label_pairs}
         if not name.startswith("cs_agent_") or "le" in labels or \
                 not name.endswith(("_total", "_sum", "_count")):
             continue   # cumulative counters only: a gauge has no monthly difference
         extra = [v for k, v in sorted(labels.items()) if k not in ("shop", "team", "agent")]
         key = name[len("cs_agent_"):] + (f"{{{','.join(extra)}}}" if extra else "")
         out.setdefault((labels["shop"], labels["team"], labels["agent"]), {})[key] = value
+    for shop, team, agent, received, converted in reception:
+        counts = out.setdefault((shop, team, agent or ""), {})
+        counts[RECEIVED], counts[CONVERTED] = float(received), float(converted)
     return out
 
 
@@ -188,13 +235,14 @@ def monthly(records: list[Record], month: str, settings: Settings) -> dict[Agent
         by_tz.setdefault(settings.calendars.for_shop(shop).tz, []).append(shop)
     for tz, tz_shops in by_tz.items():
         start, end = month_bounds(month, tz)
-        before, after = agent_counts(records, start, settings), agent_counts(records, end,
-                                                                             settings)
+        before_ = agent_counts(records, start, settings)
+        after = agent_counts(records, end, settings, month_start=start)
         for key, counts in after.items():
             if key[0] not in tz_shops:
                 continue
-            base = before.get(key, {})
-            month_counts = {k: v - base.get(k, 0.0) for k, v in counts.items()}
+            base = before_.get(key, {})
+            month_counts = {k: v - base.get(k, 0.0) if k not in MONTHLY else v
+                            for k, v in counts.items()}
             if any(v for v in month_counts.values()):
                 out[key] = month_counts
     return out
@@ -227,12 +275,13 @@ def soft_scores(path: Path | None) -> dict[str, list[tuple[str, float]]]:
 def cards(counts: dict[AgentKey, Counts], rules: Rules, team: str | None = None,
           soft: dict[str, list[tuple[str, float]]] | None = None) -> list[Card]:
     teams: dict[tuple[str, str], list[float]] = {}
-    for (shop, team_, _), c in counts.items():
-        teams.setdefault((shop, team_), []).append(c.get("attributed_gmv_total", 0.0))
+    for (shop, team_, agent), c in counts.items():
+        if agent:
+            teams.setdefault((shop, team_), []).append(c.get("attributed_gmv_total", 0.0))
     out = []
     for (shop, team_, agent), c in sorted(counts.items()):
-        if team is not None and team_ != team:
-            continue
+        if (team is not None and team_ != team) or not agent:
+            continue   # agent "" holds a team's customer figures (see ``team_figures``)
         gmv = teams[(shop, team_)]
         c = {**c, TEAM_MEAN_GMV: sum(gmv) / len(gmv)}   # agents of the team active this month
         card = Card(shop, team_, agent, shown={k: c.get(v, 0.0) for k, v in SHOWN.items()})
@@ -246,14 +295,25 @@ def cards(counts: dict[AgentKey, Counts], rules: Rules, team: str | None = None,
     return out
 
 
-def render(cards_: list[Card], fmt: str) -> str:
+def team_figures(counts: dict[AgentKey, Counts], team: str | None = None
+                 ) -> list[dict[str, Any]]:
+    """Per team: customers received (once per day) and converted, and their ratio."""
+    return [{"shop": shop, "team": team_, "customers_received": c.get(RECEIVED, 0.0),
+             "customers_converted": c.get(CONVERTED, 0.0),
+             "customer_conversion": _ratio(c.get(CONVERTED, 0.0), c.get(RECEIVED, 0.0))}
+            for (shop, team_, agent), c in sorted(counts.items())
+            if not agent and (team is None or team_ == team)]
+
+
+def render(cards_: list[Card], fmt: str, teams: list[dict[str, Any]] | None = None) -> str:
     rows = [{"shop": c.shop, "team": c.team, "agent": c.agent, "indicator": line.indicator,
              "actual": line.actual, "target": line.target, "weight": line.weight,
              "score": line.score} for c in cards_ for line in c.lines]
     totals = [{"shop": c.shop, "team": c.team, "agent": c.agent, "total": round(c.total, 2),
                "out_of": c.out_of, **c.shown} for c in cards_]
     if fmt == "json":
-        return json.dumps({"lines": rows, "totals": totals}, indent=2, ensure_ascii=False)
+        return json.dumps({"lines": rows, "totals": totals, "teams": teams or []}, indent=2,
+                          ensure_ascii=False)
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["agent"])
@@ -264,10 +324,15 @@ def render(cards_: list[Card], fmt: str) -> str:
     for c in cards_:
         lines.append(f"{c.shop} / {c.team or '-'} / {c.agent}: {c.total:.1f} of {c.out_of:g} "
                      f"(handled {c.shown['handled']:g}, first responses "
-                     f"{c.shown['first_responses']:g})")
+                     f"{c.shown['first_responses']:g}, customers {c.shown['customers']:g})")
         for line in c.lines:
             actual = "n/a" if line.actual is None else f"{line.actual:.4g}"
             got = "not scored" if line.score is None else f"{line.score:.1f}"
             lines.append(f"    {line.indicator:<22} {actual:>10}  target {line.target:<8g} "
                          f"weight {line.weight:<4g} score {got}")
+    for t in teams or []:
+        ratio = t["customer_conversion"]
+        lines.append(f"team {t['shop']} / {t['team'] or '-'}: customers received "
+                     f"{t['customers_received']:g}, converted {t['customers_converted']:g} "
+                     f"({'n/a' if ratio is None else f'{ratio:.1%}'})")
     return "\n".join(lines) + "\n"
