@@ -54,16 +54,9 @@ class Attendance:
 def timeline(records: list[Record], until_ms: int, settings: Settings) -> dict[str, Any]:
     """The recomputation's presence timeline and status changes for the events before
     ``until_ms`` (read at that instant)."""
-    import duckdb
+    from cs_pulse.audit.run import sql_session
 
-    from cs_pulse.audit.recompute import load, run_sql
-
-    con = duckdb.connect(":memory:")
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        load(con, before(records, until_ms), until_ms / 1000.0,
-             grace_seconds=settings.grace_seconds, shops=settings.shops)
-        run_sql(con)
+    with sql_session(before(records, until_ms), until_ms, settings) as con:
         online = con.execute(
             "SELECT shop, team, agent, t, coalesce(t2, $1) FROM presence_tl "
             "WHERE status IN ('online', 'busy') ORDER BY shop, team, agent, t",
@@ -71,8 +64,6 @@ def timeline(records: list[Record], until_ms: int, settings: Settings) -> dict[s
         changes = con.execute(
             "SELECT shop, team, agent, eff, status FROM agent_status "
             "ORDER BY shop, team, agent, eff, part, off").fetchall()
-    finally:
-        con.close()
     return {"online": online, "changes": changes}
 
 

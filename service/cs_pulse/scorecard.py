@@ -197,21 +197,12 @@ def agent_counts(records: list[Record], at_ms: int, settings: Settings,
     """Every agent's cumulative counters at ``at_ms`` from the events before it (SQL); with
     ``month_start``, also each agent's (and, under agent "", each team's) customers received
     and converted in [month_start, at_ms)."""
-    import duckdb
+    from cs_pulse.audit.run import sql_session
 
-    from cs_pulse.audit.recompute import load, run_sql
-
-    con = duckdb.connect(":memory:")
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        load(con, before(records, at_ms), at_ms / 1000.0,
-             grace_seconds=settings.grace_seconds, shops=settings.shops)
-        run_sql(con)
+    with sql_session(before(records, at_ms), at_ms, settings) as con:
         samples = con.execute("SELECT name, labels, value FROM samples").fetchall()
         reception = (con.execute(RECEPTION_SQL, [month_start, at_ms]).fetchall()
                      if month_start is not None else [])
-    finally:
-        con.close()
     out: dict[AgentKey, Counts] = {}
     for name, label_pairs, value in samples:
         labels = {str(k): str(v) for k, v in label_pairs}

@@ -16,8 +16,10 @@ import asyncio
 import sys
 import time
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -71,6 +73,25 @@ def recompute(records: list[Record], now: float, settings: Settings) -> list[Sam
 
     return sql(records, now, grace_seconds=settings.grace_seconds, shops=settings.shops,
                sl_target=settings.sl_target_level, sl_seconds=settings.sl_target_seconds)
+
+
+@contextmanager
+def sql_session(records: list[Record], now_ms: int, settings: Settings) -> Iterator[Any]:
+    """A DuckDB connection holding every table of the recomputation for ``records`` read at
+    ``now_ms``: the reports (scorecard, attendance) query it rather than re-deriving."""
+    import duckdb
+
+    from cs_pulse.audit.recompute import load, run_sql
+
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        load(con, records, now_ms / 1000.0, grace_seconds=settings.grace_seconds,
+             shops=settings.shops)
+        run_sql(con)
+        yield con
+    finally:
+        con.close()
 
 
 def engine_samples(records: Iterable[Record], now: float, settings: Settings) -> list[Sample]:
