@@ -117,6 +117,11 @@ def test_customers_count_once_per_agent_and_team_per_day_and_convert_by_customer
     assert got["customer_conversion"] == pytest.approx(1 / 3)
     [t1] = scorecard.team_figures(counts)
     assert t1["customer_conversion"] == pytest.approx(1 / 3)
+    # 分时接待, by the local hour the chat started: a1's u1 at 01h on both days; u1 and u2 at
+    # 02h on day 1. The team counts u1 at 02h once although two agents served it.
+    assert cards["a1"].hourly == {"01": 2, "02": 2}
+    assert cards["a2"].hourly == {"02": 1}
+    assert t1["hourly"] == {"01": 2, "02": 2}
 
 
 def test_soft_indicators_team_filter_and_the_three_outputs(tmp_path: Path) -> None:

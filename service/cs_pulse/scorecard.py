@@ -133,6 +133,7 @@ class Card:
     agent: str
     lines: list[Line] = field(default_factory=list)
     shown: dict[str, float] = field(default_factory=dict)
+    hourly: dict[str, float] = field(default_factory=dict)   # "HH" -> customers (分时接待)
 
     @property
     def total(self) -> float:
@@ -192,6 +193,21 @@ FROM s GROUP BY GROUPING SETS ((shop, team, agent), (shop, team))
 """
 
 
+# 分时接待: customers by the local hour their chat (the conversation) started, once per agent
+# (and team) per day and hour.
+HOURLY_SQL = """
+WITH s AS (
+    SELECT s.shop, coalesce(s.ans_tm, '') AS team, s.ans_agent AS agent,
+           timezone(c.tz, make_timestamp(v.created * 1000)::TIMESTAMPTZ) AS started,
+           coalesce(s.customer, 'conversation:' || s.iid) AS customer
+    FROM served s JOIN conv v USING (iid) JOIN shop_cal c ON c.shop = s.shop
+    WHERE s.ans_eff >= $1 AND s.ans_eff < $2 AND s.ans_agent IS NOT NULL
+)
+SELECT shop, team, agent, hour(started), count(DISTINCT (CAST(started AS DATE), customer))
+FROM s GROUP BY GROUPING SETS ((shop, team, agent, hour(started)), (shop, team, hour(started)))
+"""
+
+
 def agent_counts(records: list[Record], at_ms: int, settings: Settings,
                  month_start: int | None = None) -> dict[AgentKey, Counts]:
     """Every agent's cumulative counters at ``at_ms`` from the events before it (SQL); with
@@ -201,8 +217,9 @@ def agent_counts(records: list[Record], at_ms: int, settings: Settings,
 
     with sql_session(before(records, at_ms), at_ms, settings) as con:
         samples = con.execute("SELECT name, labels, value FROM samples").fetchall()
-        reception = (con.execute(RECEPTION_SQL, [month_start, at_ms]).fetchall()
-                     if month_start is not None else [])
+        month = [month_start, at_ms]
+        reception = con.execute(RECEPTION_SQL, month).fetchall() if month[0] is not None else []
+        by_hour = con.execute(HOURLY_SQL, month).fetchall() if month[0] is not None else []
     out: dict[AgentKey, Counts] = {}
     for name, label_pairs, value in samples:
         labels = {str(k): str(v) for k, v in label_pairs}
@@ -215,6 +232,8 @@ def agent_counts(records: list[Record], at_ms: int, settings: Settings,
     for shop, team, agent, received, converted in reception:
         counts = out.setdefault((shop, team, agent or ""), {})
         counts[RECEIVED], counts[CONVERTED] = float(received), float(converted)
+    for shop, team, agent, hour, n in by_hour:
+        out.setdefault((shop, team, agent or ""), {})[f"{RECEIVED}@{hour:02d}"] = float(n)
     return out
 
 
@@ -232,7 +251,7 @@ def monthly(records: list[Record], month: str, settings: Settings) -> dict[Agent
             if key[0] not in tz_shops:
                 continue
             base = before_.get(key, {})
-            month_counts = {k: v - base.get(k, 0.0) if k not in MONTHLY else v
+            month_counts = {k: v if k.split("@")[0] in MONTHLY else v - base.get(k, 0.0)
                             for k, v in counts.items()}
             if any(v for v in month_counts.values()):
                 out[key] = month_counts
@@ -275,7 +294,8 @@ def cards(counts: dict[AgentKey, Counts], rules: Rules, team: str | None = None,
             continue   # agent "" holds a team's customer figures (see ``team_figures``)
         gmv = teams[(shop, team_)]
         c = {**c, TEAM_MEAN_GMV: sum(gmv) / len(gmv)}   # agents of the team active this month
-        card = Card(shop, team_, agent, shown={k: c.get(v, 0.0) for k, v in SHOWN.items()})
+        card = Card(shop, team_, agent, shown={k: c.get(v, 0.0) for k, v in SHOWN.items()},
+                    hourly=hourly(c))
         for ind in rules.indicators:
             actual = FORMULAS[ind.name][1](c)
             card.lines.append(Line(ind.name, actual, ind.target, ind.weight,
@@ -286,12 +306,18 @@ def cards(counts: dict[AgentKey, Counts], rules: Rules, team: str | None = None,
     return out
 
 
+def hourly(c: Counts) -> dict[str, float]:
+    return {k.split("@")[1]: v for k, v in sorted(c.items()) if k.startswith(RECEIVED + "@")}
+
+
 def team_figures(counts: dict[AgentKey, Counts], team: str | None = None
                  ) -> list[dict[str, Any]]:
-    """Per team: customers received (once per day) and converted, and their ratio."""
+    """Per team: customers received (once per day) and converted, their ratio, and the
+    customers by the hour their chat started."""
     return [{"shop": shop, "team": team_, "customers_received": c.get(RECEIVED, 0.0),
              "customers_converted": c.get(CONVERTED, 0.0),
-             "customer_conversion": _ratio(c.get(CONVERTED, 0.0), c.get(RECEIVED, 0.0))}
+             "customer_conversion": _ratio(c.get(CONVERTED, 0.0), c.get(RECEIVED, 0.0)),
+             "hourly": hourly(c)}
             for (shop, team_, agent), c in sorted(counts.items())
             if not agent and (team is None or team_ == team)]
 
@@ -301,7 +327,7 @@ def render(cards_: list[Card], fmt: str, teams: list[dict[str, Any]] | None = No
              "actual": line.actual, "target": line.target, "weight": line.weight,
              "score": line.score} for c in cards_ for line in c.lines]
     totals = [{"shop": c.shop, "team": c.team, "agent": c.agent, "total": round(c.total, 2),
-               "out_of": c.out_of, **c.shown} for c in cards_]
+               "out_of": c.out_of, **c.shown, "hourly": c.hourly} for c in cards_]
     if fmt == "json":
         return json.dumps({"lines": rows, "totals": totals, "teams": teams or []}, indent=2,
                           ensure_ascii=False)
@@ -316,6 +342,9 @@ def render(cards_: list[Card], fmt: str, teams: list[dict[str, Any]] | None = No
         lines.append(f"{c.shop} / {c.team or '-'} / {c.agent}: {c.total:.1f} of {c.out_of:g} "
                      f"(handled {c.shown['handled']:g}, first responses "
                      f"{c.shown['first_responses']:g}, customers {c.shown['customers']:g})")
+        if c.hourly:
+            lines.append("    customers by hour: " + " ".join(f"{h}h:{n:g}"
+                                                            for h, n in c.hourly.items()))
         for line in c.lines:
             actual = "n/a" if line.actual is None else f"{line.actual:.4g}"
             got = "not scored" if line.score is None else f"{line.score:.1f}"
