@@ -57,7 +57,7 @@ def kpis(c: Counts) -> dict[str, float | None]:
 
 def tier_shares(c: Counts) -> dict[str, float | None]:
     """Per tier: answered waits within its target / answered waits (tiers.py). Only tiers the
-    counts know of: a channel without tiers has none."""
+    counts know of: queue series have them, agent and shop series (no channel) do not."""
     answered = c.get("first_response:count", 0.0)
     return {tier: ratio(c[kind], answered) for tier, kind in TIER_KINDS.items() if kind in c}
 
