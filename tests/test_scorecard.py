@@ -48,6 +48,15 @@ def test_each_indicator_scores_its_weight_times_attainment_within_floor_and_cap(
         Rules.from_config({"indicators": [{"name": "happiness", "target": 1, "weight": 1}]})
 
 
+def test_a_history_with_invalid_records_is_read_past_them() -> None:
+    # The sink keeps every record, dead letters included: none of them has an event time.
+    log = scorecard.stamped([(0, 0, None, b"{broken"), (0, 1, None, b"[]"), (0, 2, None, None),
+                             (0, 3, None, b'{"ts": 5, "shop_id": "s1"}'),
+                             (0, 4, None, b'{"ts": 50, "shop_id": "s1"}')])
+    assert [(rec[1], ts, shop) for rec, ts, shop in log] == [(3, 5, "s1"), (4, 50, "s1")]
+    assert [rec[1] for rec in scorecard.before(log, 10)] == [3]
+
+
 def test_months_are_cut_at_local_midnight() -> None:
     start, end = month_bounds("2026-12", "Asia/Shanghai")
     assert datetime.fromtimestamp(start / 1000, SHANGHAI) == datetime(2026, 12, 1, tzinfo=SHANGHAI)

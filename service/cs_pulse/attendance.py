@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cs_pulse.engine import Record
-from cs_pulse.scorecard import AgentKey, before
+from cs_pulse.scorecard import AgentKey, before, stamped
 from cs_pulse.settings import Settings
 
 ONLINE = ("online", "busy")
@@ -56,7 +56,7 @@ def timeline(records: list[Record], until_ms: int, settings: Settings) -> dict[s
     ``until_ms`` (read at that instant)."""
     from cs_pulse.audit.run import sql_session
 
-    with sql_session(before(records, until_ms), until_ms, settings) as con:
+    with sql_session(before(stamped(records), until_ms), until_ms, settings) as con:
         online = con.execute(
             "SELECT shop, team, agent, t, coalesce(t2, $1) FROM presence_tl "
             "WHERE status IN ('online', 'busy') ORDER BY shop, team, agent, t",
@@ -73,8 +73,7 @@ def attendance(records: list[Record], first: date, last: date, settings: Setting
     out: dict[AgentKey, Attendance] = {}
     zones: dict[str, ZoneInfo] = {}
     # Read at the end of the range in the latest time zone: late enough for every shop.
-    until = max(_midnight(last + timedelta(days=1), ZoneInfo(cal.tz))
-                for cal in [settings.calendars.default, *settings.calendars.shops.values()])
+    until = _latest_midnight(last + timedelta(days=1), settings)
     for shop, team, agent, t, t2 in timeline(records, until, settings)["online"]:
         zone = zones.setdefault(shop, ZoneInfo(settings.calendars.for_shop(shop).tz))
         att = out.setdefault((shop, team, agent), Attendance(shop, team, agent))
@@ -107,14 +106,20 @@ def day_log(records: list[Record], day: date, settings: Settings
     """The status changes of a local day: (shop, team, agent, local time, status)."""
     zone_of: dict[str, ZoneInfo] = {}
     rows = []
-    until = max(_midnight(day + timedelta(days=2), ZoneInfo(cal.tz))
-                for cal in [settings.calendars.default, *settings.calendars.shops.values()])
+    until = _latest_midnight(day + timedelta(days=2), settings)
     for shop, team, agent, eff, status in timeline(records, until, settings)["changes"]:
         zone = zone_of.setdefault(shop, ZoneInfo(settings.calendars.for_shop(shop).tz))
         local = datetime.fromtimestamp(eff / 1000, zone)
         if local.date() == day:
             rows.append((shop, team, agent, local, status))
     return rows
+
+
+def _latest_midnight(day: date, settings: Settings) -> int:
+    """The last instant at which ``day`` begins in any shop's zone: reading the timeline there
+    covers every shop's days before it."""
+    return max(_midnight(day, ZoneInfo(cal.tz))
+               for cal in [settings.calendars.default, *settings.calendars.shops.values()])
 
 
 def _midnight(day: date, zone: ZoneInfo) -> int:

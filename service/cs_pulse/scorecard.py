@@ -163,63 +163,73 @@ def month_bounds(month: str, tz: str) -> tuple[int, int]:
     return round(start.timestamp() * 1000), round(end.timestamp() * 1000)
 
 
-def before(records: Iterable[Record], limit_ms: int) -> list[Record]:
+Stamped = list[tuple[Record, float, str]]   # a record, its event time (ms) and shop
+
+
+def stamped(records: Iterable[Record]) -> Stamped:
+    """The records that carry an event time, each decoded once (an invalid one - not JSON, not
+    an object, no ``ts`` - has no time and no reading includes it)."""
     out = []
     for rec in records:
         try:
-            ts = orjson.loads(rec[3] or b"{}").get("ts")
+            event = orjson.loads(rec[3] or b"{}")
         except orjson.JSONDecodeError:
             continue
-        if isinstance(ts, int | float) and ts < limit_ms:
-            out.append(rec)
+        ts = event.get("ts") if isinstance(event, dict) else None
+        if isinstance(ts, int | float) and not isinstance(ts, bool):
+            out.append((rec, ts, str(event.get("shop_id", ""))))
     return out
 
 
-# 接待 and 咨询转换率 by customers, over the recomputation's served conversations: a customer
-# counts once per agent (or team) per local day of the serving answer, and is converted that day
-# if one of those conversations is converted (README "Conversion"), as known at the month's end.
+def before(log: Stamped, limit_ms: int) -> list[Record]:
+    return [rec for rec, ts, _ in log if ts < limit_ms]
+
+
+# Receptions in [month start, month end): the recomputation's served conversations with the
+# agent and team who served them, the customer (a conversation without one is its own), the
+# local day of the serving answer, the local start of the chat, and whether it converted.
+RECEPTIONS_SQL = """
+CREATE TEMP TABLE receptions AS
+SELECT s.shop, coalesce(s.ans_tm, '') AS team, s.ans_agent AS agent,
+       CAST(timezone(c.tz, make_timestamp(s.ans_eff * 1000)::TIMESTAMPTZ) AS DATE) AS day,
+       timezone(c.tz, make_timestamp(v.created * 1000)::TIMESTAMPTZ) AS started,
+       coalesce(s.customer, 'conversation:' || s.iid) AS customer,
+       s.iid IN (SELECT iid FROM converted) AS converted
+FROM served s JOIN conv v USING (iid) JOIN shop_cal c ON c.shop = s.shop
+WHERE s.ans_eff >= {start} AND s.ans_eff < {end} AND s.ans_agent IS NOT NULL
+"""
+# 接待 and 咨询转换率 by customers: a customer counts once per agent (or team) per local day of
+# the serving answer, converted that day if one of those conversations converted (README
+# "Conversion"), as known at the month's end.
 RECEPTION_SQL = """
-WITH s AS (
-    SELECT s.shop, coalesce(s.ans_tm, '') AS team, s.ans_agent AS agent,
-           CAST(timezone(c.tz, make_timestamp(s.ans_eff * 1000)::TIMESTAMPTZ) AS DATE) AS day,
-           coalesce(s.customer, 'conversation:' || s.iid) AS customer,
-           s.iid IN (SELECT iid FROM converted) AS converted
-    FROM served s JOIN shop_cal c USING (shop)
-    WHERE s.ans_eff >= $1 AND s.ans_eff < $2 AND s.ans_agent IS NOT NULL
-)
 SELECT shop, team, agent, count(DISTINCT (day, customer)),
        count(DISTINCT (day, customer)) FILTER (WHERE converted)
-FROM s GROUP BY GROUPING SETS ((shop, team, agent), (shop, team))
+FROM receptions GROUP BY GROUPING SETS ((shop, team, agent), (shop, team))
 """
-
-
-# 分时接待: customers by the local hour their chat (the conversation) started, once per agent
-# (and team) per day and hour.
+# 分时接待: the same customers by the local hour their chat started, once per agent (and team)
+# per day and hour.
 HOURLY_SQL = """
-WITH s AS (
-    SELECT s.shop, coalesce(s.ans_tm, '') AS team, s.ans_agent AS agent,
-           timezone(c.tz, make_timestamp(v.created * 1000)::TIMESTAMPTZ) AS started,
-           coalesce(s.customer, 'conversation:' || s.iid) AS customer
-    FROM served s JOIN conv v USING (iid) JOIN shop_cal c ON c.shop = s.shop
-    WHERE s.ans_eff >= $1 AND s.ans_eff < $2 AND s.ans_agent IS NOT NULL
-)
 SELECT shop, team, agent, hour(started), count(DISTINCT (CAST(started AS DATE), customer))
-FROM s GROUP BY GROUPING SETS ((shop, team, agent, hour(started)), (shop, team, hour(started)))
+FROM receptions
+GROUP BY GROUPING SETS ((shop, team, agent, hour(started)), (shop, team, hour(started)))
 """
 
 
-def agent_counts(records: list[Record], at_ms: int, settings: Settings,
+def agent_counts(log: Stamped, at_ms: int, settings: Settings,
                  month_start: int | None = None) -> dict[AgentKey, Counts]:
     """Every agent's cumulative counters at ``at_ms`` from the events before it (SQL); with
     ``month_start``, also each agent's (and, under agent "", each team's) customers received
-    and converted in [month_start, at_ms)."""
+    and converted in [month_start, at_ms), and by hour."""
     from cs_pulse.audit.run import sql_session
 
-    with sql_session(before(records, at_ms), at_ms, settings) as con:
+    reception: list[Any] = []
+    by_hour: list[Any] = []
+    with sql_session(before(log, at_ms), at_ms, settings) as con:
         samples = con.execute("SELECT name, labels, value FROM samples").fetchall()
-        month = [month_start, at_ms]
-        reception = con.execute(RECEPTION_SQL, month).fetchall() if month[0] is not None else []
-        by_hour = con.execute(HOURLY_SQL, month).fetchall() if month[0] is not None else []
+        if month_start is not None:
+            con.execute(RECEPTIONS_SQL.format(start=int(month_start), end=int(at_ms)))
+            reception = con.execute(RECEPTION_SQL).fetchall()
+            by_hour = con.execute(HOURLY_SQL).fetchall()
     out: dict[AgentKey, Counts] = {}
     for name, label_pairs, value in samples:
         labels = {str(k): str(v) for k, v in label_pairs}
@@ -240,13 +250,14 @@ def agent_counts(records: list[Record], at_ms: int, settings: Settings,
 def monthly(records: list[Record], month: str, settings: Settings) -> dict[AgentKey, Counts]:
     """Per agent: what was counted in the month, in each shop's time zone."""
     out: dict[AgentKey, Counts] = {}
+    log = stamped(records)
     by_tz: dict[str, list[str]] = {}
-    for shop in _shops(records):
+    for shop in sorted({shop for _, _, shop in log if shop}):
         by_tz.setdefault(settings.calendars.for_shop(shop).tz, []).append(shop)
     for tz, tz_shops in by_tz.items():
         start, end = month_bounds(month, tz)
-        before_ = agent_counts(records, start, settings)
-        after = agent_counts(records, end, settings, month_start=start)
+        before_ = agent_counts(log, start, settings)
+        after = agent_counts(log, end, settings, month_start=start)
         for key, counts in after.items():
             if key[0] not in tz_shops:
                 continue
@@ -256,18 +267,6 @@ def monthly(records: list[Record], month: str, settings: Settings) -> dict[Agent
             if any(v for v in month_counts.values()):
                 out[key] = month_counts
     return out
-
-
-def _shops(records: Iterable[Record]) -> set[str]:
-    found = set()
-    for rec in records:
-        try:
-            e = orjson.loads(rec[3] or b"{}")
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(e, dict) and isinstance(e.get("shop_id"), str):
-            found.add(e["shop_id"])
-    return found
 
 
 def soft_scores(path: Path | None) -> dict[str, list[tuple[str, float]]]:
