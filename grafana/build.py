@@ -199,6 +199,25 @@ AGENT = dashboard("cs-agents", "Agent scorecard", [
         target(f"sum by (agent) (increase(cs_agent_csat_dissatisfied_attitude_total{{{SHOP}, "
                f"agent=~\"$agent\"}}[1d]))", "attitude {{agent}}", "B"),
     ], kind="bargauge", w=6),
+    # Customers (接待数) and after-sales: per agent today; the team figure is not a sum.
+    panel("Customers received today (接待数)", [
+        target(f"cs_agent_received_customers{{{SHOP}, agent=~\"$agent\", window=\"today\"}}",
+               "{{agent}}"),
+        target(f"cs_team_received_customers{{{SHOP}, window=\"today\"}}", "team {{team}}",
+               "B"),
+    ], kind="bargauge", w=6),
+    panel("Conversion by customers today (咨询转换率)", [target(
+        f"cs_agent_customer_conversion_ratio{{{SHOP}, agent=~\"$agent\", window=\"today\"}}",
+        "{{agent}}")], unit="percentunit", kind="bargauge", w=6),
+    panel("Customers by hour today (分时接待)", [target(
+        f"sum by (hour) (cs_agent_customers_received_by_hour{{{SHOP}, agent=~\"$agent\"}})",
+        "{{hour}}")], kind="barchart", w=6, extra={"options": {"xField": "hour"}}),
+    panel("Refund, return and exchange rates (7 d)", [
+        target(f"shop_agent:cs_agent_customer_refund:ratio_increase7d{{{SHOP}, "
+               f"agent=~\"$agent\"}}", "refund {{agent}}"),
+        target(f"shop_agent:cs_agent_orders_returned:ratio_increase7d{{{SHOP}, "
+               f"agent=~\"$agent\"}}", "{{kind}} {{agent}}", "B"),
+    ], unit="percentunit", kind="bargauge", w=6),
 ], [SHOP_VAR, AGENT_VAR], "Per agent: speed, reply rate, handle time, quality and presence; "
    "a live scorecard row (the monthly one is `cs-pulse scorecard`).")
 

@@ -181,11 +181,22 @@ class _Gen:
         if customer is not None and rng.random() < 0.35:
             paid = t + rng.choice([rng.uniform(1, 3600), rng.uniform(20 * 3600, 30 * 3600)])
             named = {"conversation_id": cid} if rng.random() < 0.5 else {}
-            self.emit("order.paid", paid, shop, customer_id=customer, order_id=f"o{self.n}",
+            oid = f"o{self.n}"
+            self.emit("order.paid", paid, shop, customer_id=customer, order_id=oid,
                       amount=round(rng.uniform(1, 500), 2), currency="CNY", **named)
-            if rng.random() < 0.2:
-                self.emit("order.refunded", paid + 600, shop, customer_id=customer,
-                          order_id=f"o{self.n}", amount=10.0)
+            for _ in range(rng.choice([0, 0, 1, 2])):   # after-sales: refunds, returns
+                when = paid + rng.choice([600.0, rng.uniform(3600, 3 * 86400),
+                                          30 * 86400.0, 30 * 86400.0 + 0.001])
+                order = oid if rng.random() < 0.9 else f"o{rng.randrange(self.n)}"
+                who = customer if rng.random() < 0.9 else "u-other"
+                kind = rng.choice(["refund", "refund", "return", "exchange"])
+                reason = rng.choice([None, "quality", "changed_mind", "broken screen"])
+                if kind == "refund":
+                    self.emit("order.refunded", when, shop, customer_id=who, order_id=order,
+                              amount=10.0, reason=reason, **named)
+                else:
+                    self.emit("order.returned", when, shop, customer_id=who, order_id=order,
+                              kind=kind, reason=reason, **named)
         return t
 
 

@@ -1383,3 +1383,261 @@ def test_forbidden_phrases_sum_agent_violations_and_ignore_text() -> None:
     r = log.run(now)
     assert r.val("cs_events_rejected_total", reason="invalid_field") == 3
     assert r.val("cs_forbidden_phrases_total", Q) == 5
+
+
+# ------------------------------------------------------------------------------------------------
+# Customers received (接待数), conversion by customers, after-sales
+# ------------------------------------------------------------------------------------------------
+
+T1 = {"shop": "shop-1", "team": "t1"}
+
+
+def served_chat(log: Log, cid: str, part: int, start: int, answer: int, agent: str = "a1",
+                **kw: Any) -> None:
+    """A conversation created at ``start`` (team t1), a customer message 1 s later, answered
+    (served) by ``agent`` at ``answer``."""
+    kw.setdefault("team", "t1")
+    log.started(cid, start, part, **kw)
+    log.cust(cid, start + SEC, part)
+    log.agent(cid, answer, part, agent=agent)
+
+
+def by_hour(r: Result, name: str, labels: dict[str, str]) -> dict[str, float]:
+    return {lb["hour"]: v for lb, v in r.named(name)
+            if {k: v for k, v in lb.items() if k != "hour"} == labels}
+
+
+def test_customers_received_once_per_series_and_local_day() -> None:
+    log = Log()
+    # Tuesday 2024-03-05 (Shanghai).  u1 is served by a1 twice (c1 created at 09:00, c2 at
+    # 10:00) and by a2 of the same team once (c3, 11:00); c4 and c5 have no customer_id: each
+    # is its own customer (both created in hour 12).
+    served_chat(log, "c1", 1, at(9, 0), at(9, 0, 10), customer_id="u1")
+    served_chat(log, "c2", 2, at(10, 0), at(10, 0, 10), customer_id="u1")
+    served_chat(log, "c3", 3, at(11, 0), at(11, 0, 10), agent="a2", customer_id="u1")
+    served_chat(log, "c4", 4, at(12, 0), at(12, 0, 10))
+    served_chat(log, "c5", 5, at(12, 30), at(12, 30, 10))
+    # u1 pays at 14:00 (customer-only order): it qualifies for c1, c2 and c3 (paid within 24 h
+    # of each serving) -> u1 converted for a1, a2 and t1 on Mar 5.  A refund of that order at
+    # 16:00 matches it (same shop, customer, order_id, within 30 d) -> u1 refunded too.  A
+    # refund of another order_id matches nothing.
+    log.add("order.paid", at(14, 0), part=9, customer_id="u1", order_id="o1", amount=80)
+    log.add("order.refunded", at(16, 0), part=9, customer_id="u1", order_id="o1", amount=80,
+            reason="quality")
+    log.add("order.refunded", at(16, 1), part=9, customer_id="u1", order_id="o-other",
+            amount=5)
+    r = log.run(at(18, 0))
+    # received: a1 {u1, c4, c5}; a2 {u1}; team t1 {u1, c4, c5} (u1 once for the team)
+    assert r.val("cs_agent_customers_received_total", A1) == 3
+    assert r.val("cs_agent_customers_received_total", A2) == 1
+    assert r.val("cs_team_customers_received_total", T1) == 3
+    assert r.val("cs_agent_customers_converted_total", A1) == 1
+    assert r.val("cs_agent_customers_converted_total", A2) == 1
+    assert r.val("cs_team_customers_converted_total", T1) == 1
+    assert r.val("cs_agent_customers_refunded_total", A1) == 1
+    assert r.val("cs_agent_customers_refunded_total", A2) == 1
+    assert r.val("cs_team_customers_refunded_total", T1) == 1
+    # today (count time: 00:00 of Mar 5, in today's window)
+    assert r.val("cs_agent_received_customers", A1, window="today") == 3
+    assert r.val("cs_team_received_customers", T1, window="today") == 3
+    assert r.val("cs_agent_customer_conversion_ratio", A1, window="today") == 1 / 3
+    assert r.val("cs_agent_customer_conversion_ratio", A2, window="today") == 1.0
+    assert r.val("cs_team_customer_conversion_ratio", T1, window="today") == 1 / 3
+    assert r.val("cs_agent_customer_refund_ratio", A1, window="today") == 1.0
+    assert r.val("cs_team_customer_refund_ratio", T1, window="today") == 1.0
+    # by the local hour of the creation of the conversations (u1 once per hour and series)
+    assert by_hour(r, "cs_agent_customers_received_by_hour", A1) == {"9": 1, "10": 1, "12": 2}
+    assert by_hour(r, "cs_agent_customers_received_by_hour", A2) == {"11": 1}
+    assert by_hour(r, "cs_team_customers_received_by_hour", T1) == {
+        "9": 1, "10": 1, "11": 1, "12": 2}
+    # customer counts are "totals and today only": no rolling windows, no queue series
+    assert not [lb for lb, _ in r.named("cs_agent_received_customers")
+                if lb["window"] != "today"]
+    assert not r.named("cs_customers_received_total")
+    assert not r.named("cs_received_customers")
+    # o1 qualifies for c1, c2 and c3: three credited (conversation, order) pairs
+    assert r.val("cs_orders_credited_total", Q) == 3
+    assert r.val("cs_agent_orders_credited_total", A1) == 2
+    assert r.val("cs_agent_orders_credited_total", A2) == 1
+    assert r.get("cs_orders_returned_total", Q, kind="return") == 0   # 0 with credited pairs
+    # refunds per shop (the unmatched one counts too; no reason -> other)
+    assert r.val("cs_refunds_total", shop="shop-1", reason="quality") == 1
+    assert r.val("cs_refunds_total", shop="shop-1", reason="other") == 1
+    assert r.val("cs_refunds_amount_total", shop="shop-1") == 85.0
+
+    # The next local day: c6 is created at 23:59:50 on Mar 5 and answered at 00:00:05 on Mar 6
+    # (Shanghai midnight = 16:00 UTC): u1 counts again for a1 and t1, on Mar 6; c7 (00:10,
+    # u1 again, a1) does not count again that day but adds hour 0.  The hour is the creation's,
+    # read literally even when the creation was on the previous local day (c6: hour 23).
+    served_chat(log, "c6", 6, at(23, 59, 50), at(0, 0, 5, day=6), customer_id="u1")
+    served_chat(log, "c7", 7, at(0, 10, day=6), at(0, 10, 10, day=6), customer_id="u1")
+    r = log.run(at(0, 30, day=6))        # the 60m window reaches back before the midnight
+    assert r.val("cs_agent_customers_received_total", A1) == 4
+    assert r.val("cs_agent_customers_received_total", A2) == 1
+    assert r.val("cs_team_customers_received_total", T1) == 4
+    assert r.val("cs_agent_customers_converted_total", A1) == 1      # o1 was paid before
+    assert r.val("cs_agent_received_customers", A1, window="today") == 1
+    assert r.val("cs_agent_received_customers", A2, window="today") == 0   # 0 included
+    assert r.val("cs_team_received_customers", T1, window="today") == 1
+    assert r.val("cs_agent_customer_conversion_ratio", A1, window="today") == 0.0
+    assert r.get("cs_agent_customer_conversion_ratio", A2, window="today") is None
+    assert r.get("cs_agent_customer_refund_ratio", A1, window="today") is None
+    assert by_hour(r, "cs_agent_customers_received_by_hour", A1) == {"23": 1, "0": 1}
+    assert by_hour(r, "cs_agent_customers_received_by_hour", A2) == {}
+    assert by_hour(r, "cs_team_customers_received_by_hour", T1) == {"23": 1, "0": 1}
+    assert r.get("cs_agent_received_customers", A1, window="60m") is None
+
+
+def test_customers_received_per_team_and_shop_time_zone() -> None:
+    # The same agent under two teams (the conversations' teams) is two agent series and two
+    # team series; a Berlin shop's day starts at Berlin's midnight.
+    shops = {"shops": {"eu": {"tz": "Europe/Berlin"}}}
+    log = Log()
+    served_chat(log, "c1", 1, at(9, 0), at(9, 0, 10), customer_id="u1")
+    served_chat(log, "c2", 2, at(10, 0), at(10, 0, 10), customer_id="u1", team="t2")
+    # Berlin (UTC+1 in March): 2024-03-05 23:30 and 2024-03-06 00:30 local are two days
+    b1 = int(datetime(2024, 3, 5, 22, 30, tzinfo=UTC).timestamp() * 1000)
+    b2 = int(datetime(2024, 3, 5, 23, 30, tzinfo=UTC).timestamp() * 1000)
+    served_chat(log, "e1", 3, b1, b1 + 10 * SEC, customer_id="u1", shop_id="eu")
+    served_chat(log, "e2", 4, b2, b2 + 10 * SEC, customer_id="u1", shop_id="eu")
+    r = log.run(b2 + HOUR, shops=shops)
+    assert r.val("cs_agent_customers_received_total", A1) == 1
+    assert r.val("cs_agent_customers_received_total", {**A1, "team": "t2"}) == 1
+    assert r.val("cs_team_customers_received_total", T1) == 1
+    assert r.val("cs_team_customers_received_total", {**T1, "team": "t2"}) == 1
+    eu_a1 = {**A1, "shop": "eu"}
+    assert r.val("cs_agent_customers_received_total", eu_a1) == 2
+    assert r.val("cs_agent_received_customers", eu_a1, window="today") == 1
+    assert by_hour(r, "cs_agent_customers_received_by_hour", eu_a1) == {"0": 1}
+    # Shanghai: now is 08:30 on Mar 6, Mar 5 is not today any more
+    assert r.val("cs_agent_received_customers", A1, window="today") == 0
+
+
+def test_credited_orders_returns_exchanges_and_refund_reasons() -> None:
+    log = Log()
+    # X served by a1 (team t1) at T0+11s, customer u1
+    log.started("x", T0, part=1, customer_id="u1", team="t1")
+    log.cust("x", T0 + SEC, part=1)
+    log.agent("x", T0 + 11 * SEC, part=1)
+    # qualifying orders: o1, o3, o4 by customer only, o2 naming X -> four credited pairs
+    log.add("order.paid", T0 + HOUR, part=9, customer_id="u1", order_id="o1", amount=100)
+    log.add("order.paid", T0 + 2 * HOUR, part=1, conversation_id="x", customer_id="u1",
+            order_id="o2", amount=50)
+    log.add("order.paid", T0 + 3 * HOUR, part=9, customer_id="u1", order_id="o3", amount=20)
+    log.add("order.paid", T0 + 4 * HOUR, part=9, customer_id="u1", order_id="o4", amount=5)
+    # o1 returned (by customer), the same event again (a duplicate for the customer), and a
+    # second return of o1: the pair (X, o1) is returned once
+    log.add("order.returned", T0 + 4 * HOUR + 30 * MIN, part=9, customer_id="u1",
+            order_id="o1", kind="return", event_id="ret-1")
+    log.add("order.returned", T0 + 4 * HOUR + 31 * MIN, part=9, customer_id="u1",
+            order_id="o1", kind="return", event_id="ret-1")
+    log.add("order.returned", T0 + 5 * HOUR, part=9, customer_id="u1", order_id="o1",
+            kind="return", reason="wrong_item")
+    # o2 exchanged through X (X's customer is u1): (X, o2) exchanged
+    log.add("order.returned", T0 + 5 * HOUR, part=1, conversation_id="x", customer_id="u1",
+            order_id="o2", kind="exchange")
+    # refunds: reasons normalised; one names a conversation nobody knows (counts, matches
+    # nothing); a duplicate of it is not a duplicate (an unknown conversation remembers none)
+    log.add("order.refunded", T0 + 5 * HOUR, part=9, customer_id="u1", order_id="o3",
+            amount=20, reason="changed_mind")
+    log.add("order.refunded", T0 + 5 * HOUR + MIN, part=9, customer_id="u1", order_id="o4",
+            amount=5, reason="broken")
+    log.add("order.refunded", T0 + 5 * HOUR + 2 * MIN, part=9, customer_id="u1",
+            order_id="o1", amount=1.5, reason="Quality")
+    log.add("order.refunded", T0 + 5 * HOUR, part=3, conversation_id="zz", customer_id="u1",
+            order_id="o1", amount=7, event_id="zz-1")
+    log.add("order.refunded", T0 + 5 * HOUR, part=3, conversation_id="zz", customer_id="u1",
+            order_id="o1", amount=7, event_id="zz-1")
+    r = log.run(T0 + 6 * HOUR)
+    assert r.val("cs_orders_credited_total", Q) == 4
+    assert r.val("cs_agent_orders_credited_total", A1) == 4
+    assert r.val("cs_orders_returned_total", Q, kind="return") == 1
+    assert r.val("cs_orders_returned_total", Q, kind="exchange") == 1
+    assert r.val("cs_agent_orders_returned_total", A1, kind="return") == 1
+    assert r.val("cs_agent_orders_returned_total", A1, kind="exchange") == 1
+    # ratios by X's served time: only "today" holds T0+11s
+    assert r.val("cs_return_ratio", Q, window="today") == 0.25
+    assert r.val("cs_exchange_ratio", Q, window="today") == 0.25
+    assert r.val("cs_agent_return_ratio", A1, window="today") == 0.25
+    assert r.val("cs_agent_exchange_ratio", A1, window="today") == 0.25
+    assert r.get("cs_return_ratio", Q, window="60m") is None
+    # per shop, every after-sales event that took effect (the duplicate aside)
+    assert r.val("cs_order_returns_total", shop="shop-1", kind="return") == 2
+    assert r.val("cs_order_returns_total", shop="shop-1", kind="exchange") == 1
+    refunds = {lb["reason"]: v for lb, v in r.named("cs_refunds_total")}
+    assert refunds == {"changed_mind": 1, "other": 4}   # broken, Quality, zz twice
+    assert r.val("cs_refunds_amount_total", shop="shop-1") == 40.5   # 20 + 5 + 1.5 + 7 + 7
+    assert r.val("cs_events_duplicate_total") == 1
+    proc = {lb["type"]: v for lb, v in r.named("cs_events_processed_total")}
+    assert proc["order.returned"] == 4 and proc["order.refunded"] == 5
+    # conversion is unchanged by after-sales
+    assert r.val("cs_converted_total", Q) == 1
+    assert r.val("cs_attributed_gmv_total", Q) == 175.0
+    # customers: u1 received by a1, converted, refunded (o3 matched)
+    assert r.val("cs_agent_customers_refunded_total", A1) == 1
+
+    # 30 days after o4 was paid, inclusive: matches; 31 days after o3: matches nothing
+    log.add("order.returned", T0 + 4 * HOUR + 30 * DAY, part=9, customer_id="u1",
+            order_id="o4", kind="return")
+    log.add("order.returned", T0 + 3 * HOUR + 31 * DAY, part=9, customer_id="u1",
+            order_id="o3", kind="exchange")
+    r = log.run(T0 + 32 * DAY)
+    assert r.val("cs_orders_returned_total", Q, kind="return") == 2          # o1, o4
+    assert r.val("cs_orders_returned_total", Q, kind="exchange") == 1        # o2 only
+    assert r.val("cs_order_returns_total", shop="shop-1", kind="return") == 3
+    assert r.val("cs_order_returns_total", shop="shop-1", kind="exchange") == 2
+    assert r.get("cs_return_ratio", Q, window="today") is None               # Mar 5 is gone
+
+
+def test_after_sales_through_a_forgotten_conversation_match_nothing() -> None:
+    log = Log()
+    # y: u2, served by a1 and closed; an order naming y; y is forgotten 25 h after its last
+    # event (the order)
+    log.started("y", T0, part=1, customer_id="u2", team="t1")
+    log.cust("y", T0 + SEC, part=1)
+    log.agent("y", T0 + 11 * SEC, part=1)
+    log.closed("y", T0 + MIN, part=1)
+    log.add("order.paid", T0 + HOUR, part=1, conversation_id="y", customer_id="u2",
+            order_id="o9", amount=30)
+    # a refund naming y 25 h + 1 ms after the order: y is no longer known -> matches nothing
+    log.add("order.refunded", T0 + HOUR + 25 * HOUR + 1, part=1, conversation_id="y",
+            customer_id="u2", order_id="o9", amount=30, reason="damaged")
+    r = log.run(T0 + 27 * HOUR)
+    assert r.val("cs_converted_total", Q) == 1
+    assert r.val("cs_agent_customers_converted_total", A1) == 1
+    assert r.get("cs_agent_customers_refunded_total", A1) is None
+    assert r.get("cs_team_customers_refunded_total", T1) is None
+    assert r.val("cs_refunds_total", shop="shop-1", reason="damaged") == 1
+    assert r.get("cs_events_orphaned_total", type="order.refunded") is None
+    # the same refund by customer only: the order named y, so it has y's customer (u2)
+    log.add("order.refunded", T0 + 27 * HOUR, part=9, customer_id="u2", order_id="o9",
+            amount=30)
+    r = log.run(T0 + 28 * HOUR)
+    assert r.val("cs_agent_customers_refunded_total", A1) == 1
+    assert r.val("cs_team_customers_refunded_total", T1) == 1
+    assert r.val("cs_refunds_total", shop="shop-1", reason="other") == 1
+    # the Mar 5 customers are not today's (Mar 6, 13:00): totals only, today 0
+    assert r.val("cs_agent_received_customers", A1, window="today") == 0
+    assert r.get("cs_agent_customer_refund_ratio", A1, window="today") is None
+
+
+def test_after_sales_events_keep_a_conversation_known() -> None:
+    # README "Expiry": the last event that took effect for a conversation includes after-sales
+    # events.  c1 closes at T0+1min; a return naming it 24 h later moves its last event, so a
+    # rating 25 h after the return (49 h after the close) still finds it; c2 without the
+    # return forgets it (the rating is an orphan).
+    log = Log()
+    for cid, part in (("c1", 1), ("c2", 2)):
+        log.started(cid, T0, part=part, customer_id="u1")
+        log.closed(cid, T0 + MIN, part=part)
+    log.add("order.returned", T0 + MIN + DAY, part=1, conversation_id="c1", customer_id="u1",
+            order_id="o1", kind="exchange")
+    for cid, part in (("c1", 1), ("c2", 2)):
+        log.add("satisfaction.rated", T0 + MIN + DAY + 25 * HOUR, part=part,
+                conversation_id=cid, score=5, scale=5)
+    r = log.run(T0 + 3 * DAY)
+    assert r.val("cs_csat_score_count", Q) == 1
+    assert {lb["type"]: v for lb, v in r.named("cs_events_orphaned_total")} == {
+        "satisfaction.rated": 1}
+    assert r.val("cs_order_returns_total", shop="shop-1", kind="exchange") == 1
+    assert not r.named("cs_orders_returned_total")      # nothing was credited

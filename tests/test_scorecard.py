@@ -202,6 +202,24 @@ def test_a_simulated_month_from_the_history_files(tmp_path: Path) -> None:
               if e.get("sender") == "agent" and lo <= e["ts"] < hi)
     assert raw > 0
     assert sum(c.get("forbidden_phrases_total", 0.0) for c in counts.values()) == raw
+    # After-sales: each simulated order names the served conversation it follows, so each
+    # return or exchange known in November is one returned pair of one agent; a refund makes
+    # at most one refunded customer (several refunds of a customer and day count once).
+    paid = {e["order_id"] for e in events if e["type"] == "order.paid"}
+    for kind in ("return", "exchange"):
+        raw = sum(1 for e in events if e["type"] == "order.returned" and e["kind"] == kind
+                  and lo <= e["ts"] < hi and e["order_id"] in paid)
+        assert raw > 0
+        assert sum(c.get(f"orders_returned_total{{{kind}}}", 0.0)
+                   for c in counts.values()) == raw
+    refunds = sum(1 for e in events if e["type"] == "order.refunded" and lo <= e["ts"] < hi)
+    refunded = sum(c.get("customers_refunded_total", 0.0) for c in counts.values())
+    assert 0 < refunded <= refunds
+    after_sales = Rules.from_config({"indicators": [
+        {"name": n, "target": 0.05, "weight": 10, "higher_is_better": False}
+        for n in ("refund_rate", "return_rate", "exchange_rate")]})
+    rates = [line.actual for card in scorecard.cards(counts, after_sales) for line in card.lines]
+    assert any(rates) and all(r is None or 0 <= r <= 1 for r in rates)
     # Attendance over the same month: the simulator's agents work a shift every day.
     worked = attendance(history, date(2026, 11, 1), date(2026, 11, 30), settings)
     assert [a.days_worked for a in worked] == [30] * 6

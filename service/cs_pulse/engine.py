@@ -88,8 +88,10 @@ def decode_facts(raw: bytes) -> Iterator[tuple[Fact, tuple[str, int, int]]]:
 
 
 def decode_customers(raw: bytes) -> Iterator[tuple[CustomerRecord, tuple[str, int, int]]]:
-    for kind, ts, key, conv, value, series, ref, source, offset, index in orjson.loads(raw):
-        yield CustomerRecord(kind, ts, key, conv, value, series, ref), (source, offset, index)
+    for kind, ts, key, conv, value, series, ref, order, source, offset, index in \
+            orjson.loads(raw):
+        yield (CustomerRecord(kind, ts, key, conv, value, series, ref, order),
+               (source, offset, index))
 
 
 def as_records(sent: Iterable[tuple[int, bytes]], offsets: dict[int, int] | None = None
@@ -160,7 +162,8 @@ class Engine:
     def customer_stage(self, partition: int) -> CustomerStage:
         st = self.customer_stages.get(partition)
         if st is None:
-            st = self.customer_stages[partition] = CustomerStage(self.settings.partitions)
+            st = self.customer_stages[partition] = CustomerStage(self.settings.partitions,
+                                                                 self.settings.calendars)
         return st
 
     def aggregator(self, partition: int) -> Aggregator:
@@ -302,8 +305,8 @@ class Engine:
             index = cursor.origin[1]
             cursor.origin[1] += 1
             customers.add(self.partition_of(r.key), [r.kind, r.ts, r.key, r.conversation,
-                                                     r.value, r.series, r.ref, source, offset,
-                                                     index])
+                                                     r.value, r.series, r.ref, r.order, source,
+                                                     offset, index])
         self._progress(partition, cursor, customers)
         self.pipeline.facts_sent += len(step.facts)
         self.pipeline.duplicates += step.duplicates
@@ -321,7 +324,7 @@ class Engine:
         for c in range(self.settings.partitions):
             index = cursor.origin[1]
             cursor.origin[1] += 1
-            customers.add(c, ["progress", w, "", "", 0.0, [], "", f"e{partition}",
+            customers.add(c, ["progress", w, "", "", 0.0, [], "", "", f"e{partition}",
                               cursor.origin[0], index])
 
     # --- stage 1b: customers -----------------------------------------------------------------

@@ -23,8 +23,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from cs_pulse.domain.aggregate import Aggregator, Counts, Live, window_starts
-from cs_pulse.domain.catalogue import HISTOGRAMS, HOURLY_KINDS
+from cs_pulse.domain.catalogue import CUSTOMER_HOUR_KINDS, HISTOGRAMS, HOURLY_KINDS, REFUND_REASONS
 from cs_pulse.domain.kpis import (
+    customer_kpis,
     hist_counts,
     hist_stats,
     kpis,
@@ -32,7 +33,15 @@ from cs_pulse.domain.kpis import (
     ratio,
     tier_shares,
 )
-from cs_pulse.domain.model import AGENT, AGENT_LABELS, QUEUE, QUEUE_LABELS, parse_series
+from cs_pulse.domain.model import (
+    AGENT,
+    AGENT_LABELS,
+    QUEUE,
+    QUEUE_LABELS,
+    TEAM,
+    TEAM_LABELS,
+    parse_series,
+)
 from cs_pulse.domain.presence import status_at
 from cs_pulse.domain.staffing import recommend
 from cs_pulse.domain.tiers import TIER_KINDS
@@ -91,12 +100,39 @@ COUNTERS: list[tuple[str, str, str, dict[str, str]]] = [
      "", {"": "converted"}),
     ("attributed_gmv_total", "Amount of the orders crediting served conversations.", "",
      {"": "gmv"}),
+    ("orders_credited_total", "(Served conversation, qualifying order) pairs (at the served "
+     "time).", "", {"": "orders_credited"}),
+    ("orders_returned_total", "Credited pairs whose order was returned or exchanged (at the "
+     "served time).", "kind", {"return": "orders_returned", "exchange": "orders_exchanged"}),
 ]
+# Customers (接待数), once per series and local day: agent and team series.
+CUSTOMER_COUNTERS: list[tuple[str, str, str]] = [
+    ("customers_received_total", "Customers received, once per series and local day.",
+     "customers_received"),
+    ("customers_converted_total", "Customers received who converted that day.",
+     "customers_converted"),
+    ("customers_refunded_total", "Converted customers who requested a refund of a credited "
+     "order.", "customers_refunded"),
+]
+CUSTOMER_RATIOS: dict[str, tuple[str, str]] = {
+    "customer_conversion": ("customer_conversion_ratio",
+                            "Customers converted / customers received (today)."),
+    "customer_refund": ("customer_refund_ratio", "Customers refunded / customers converted "
+                        "(today)."),
+}
 SHOP_COUNTERS: list[tuple[str, str, str]] = [
     ("cs_orders", "Paid orders.", "orders"),
     ("cs_orders_amount", "Amount of paid orders.", "orders_amount"),
     ("cs_orders_attributed", "Paid orders that credit at least one served conversation.",
      "orders_attributed"),
+    ("cs_refunds_amount", "Amount of refund requests.", "refunds_amount"),
+]
+# Shop counters with a label: (name, help, label, {label value: fact kind}).
+SHOP_LABELLED: list[tuple[str, str, str, dict[str, str]]] = [
+    ("cs_refunds", "Refund requests by reason.", "reason",
+     {r: f"refunds_{r}" for r in REFUND_REASONS}),
+    ("cs_order_returns", "Orders sent back, by kind.", "kind",
+     {"return": "order_returns", "exchange": "order_exchanges"}),
 ]
 HISTOGRAM_NAMES = {
     "first_response": ("first_response_seconds", "Wait start to the first human reply."),
@@ -125,10 +161,14 @@ WINDOW_GAUGES: dict[str, tuple[str, str]] = {
     "conversion": ("conversion_ratio", "Converted / served."),
     "aht_seconds": ("handle_time_window_seconds", "Mean handle time."),
     "resolution": ("resolution_ratio", "Resolutions / segment closes."),
+    "return": ("return_ratio", "Credited orders returned / credited orders."),
+    "exchange": ("exchange_ratio", "Credited orders exchanged / credited orders."),
 }
 # A counter that exists (at 0) as soon as its series has the other kind: a sum over items of
 # that kind (violations of agent messages), like characters over messages.
-ZERO_WITH = {"forbidden_phrases": "agent_messages"}
+ZERO_WITH = {"forbidden_phrases": "agent_messages",
+             # returned and exchanged credited orders, 0 included, wherever orders are credited
+             "orders_returned": "orders_credited", "orders_exchanged": "orders_credited"}
 # Agent counts per window, every agent series and window (0 included): (name, help).
 AGENT_WINDOW_COUNTS: dict[str, tuple[str, str]] = {
     "handled": ("handled_conversations", "Conversations handled in the window."),
@@ -210,6 +250,11 @@ class KpiCollector(Collector):
                     elif kind == AGENT:
                         self._series(fams, agg, series, now_ms, "cs_agent_", AGENT_LABELS,
                                      labels)
+                        self._customers(fams, agg, series, now_ms, "cs_agent_", AGENT_LABELS,
+                                        labels)
+                    elif kind == TEAM:
+                        self._customers(fams, agg, series, now_ms, "cs_team_", TEAM_LABELS,
+                                        labels)
                     else:
                         self._shop(fams, agg, series, now_ms, labels[0])
         fams.counter("cs_facts_duplicate", "Re-sent facts dropped.", []).add_metric(
@@ -296,6 +341,31 @@ class KpiCollector(Collector):
             if sep and kind in HOURLY_KINDS:
                 fam.add_metric([*vals, hour, kind], v)
 
+    def _customers(self, fams: _Families, agg: Aggregator, series: str, now: int, prefix: str,
+                   names: tuple[str, ...], values: tuple[str, ...]) -> None:
+        """Customers received (接待数) and what became of them: per agent or team and day."""
+        totals = agg.totals.get(series, {})
+        if "customers_received" not in totals:
+            return
+        labels, vals = list(names), list(values)
+        for suffix, doc, kind in CUSTOMER_COUNTERS:
+            fams.counter(prefix + suffix[: -len("_total")], doc, labels).add_metric(
+                vals, totals.get(kind, 0.0))
+        today = agg.days.get(series, {}).get(agg.today(series, now), {})
+        wl, wv = [*labels, "window"], [*vals, "today"]
+        fams.gauge(prefix + "received_customers", "Customers received today.", wl).add_metric(
+            wv, today.get("customers_received", 0.0))
+        for key, value in customer_kpis(today).items():
+            if value is not None:
+                name, doc = CUSTOMER_RATIOS[key]
+                fams.gauge(prefix + name, doc, wl).add_metric(wv, value)
+        by_hour = fams.gauge(prefix + "customers_received_by_hour",
+                             "Customers received today by the local hour their conversation "
+                             "began (分时接待).", [*labels, "hour"])
+        for hour, kind in enumerate(CUSTOMER_HOUR_KINDS):
+            if today.get(kind):
+                by_hour.add_metric([*vals, str(hour)], today[kind])
+
     def _agent(self, fams: _Families, agg: Aggregator, series: str, now: int,
                live: Live | None, labels: list[str], vals: list[str]) -> None:
         fams.gauge("cs_agent_open_sessions", "Conversations held now (concurrent sessions).",
@@ -347,6 +417,11 @@ class KpiCollector(Collector):
         for name, doc, kind in SHOP_COUNTERS:
             if kind in totals:
                 fams.counter(name, doc, ["shop"]).add_metric(g, totals[kind])
+        for name, doc, label, kinds in SHOP_LABELLED:
+            for label_value, kind in kinds.items():
+                if kind in totals:
+                    fams.counter(name, doc, ["shop", label]).add_metric([shop, label_value],
+                                                                        totals[kind])
         windows = agg.windows(series, now)
         live = agg.live.get(series) or Live()
         first = window_starts(now)["15m"]

@@ -71,6 +71,23 @@ FORMULAS: dict[str, tuple[str, Callable[[Counts], float | None]]] = {
     "customer_conversion": (   # 咨询转换率 by customers
         "customers received who paid / customers received (once per day)",
         lambda c: _ratio(c.get(CONVERTED, 0.0), c.get(RECEIVED, 0.0))),
+    "positive_reviews": (
+        "ratings >= 4 of 5",
+        lambda c: c.get("csat_satisfied_total", 0.0) if c.get("csat_score_count") else None),
+    # After-sales, counted in the month they become known (a period rate, as in the shop's
+    # own reports): a refund or return may come up to 30 days after its order.
+    "refund_rate": (   # 退款率
+        "customers refunded / customers converted (counted in the month)",
+        lambda c: _ratio(c.get("customers_refunded_total", 0.0),
+                         c.get("customers_converted_total", 0.0))),
+    "return_rate": (   # 退货率
+        "credited orders returned / credited orders (counted in the month)",
+        lambda c: _ratio(c.get("orders_returned_total{return}", 0.0),
+                         c.get("orders_credited_total", 0.0))),
+    "exchange_rate": (   # 换货率
+        "credited orders exchanged / credited orders (counted in the month)",
+        lambda c: _ratio(c.get("orders_returned_total{exchange}", 0.0),
+                         c.get("orders_credited_total", 0.0))),
     "gmv_share": (   # 成交额转换率: against the mean of the team's agents in the same month
         "attributed GMV / the team's mean attributed GMV per agent",
         lambda c: _ratio(c.get("attributed_gmv_total", 0.0), c.get(TEAM_MEAN_GMV, 0.0))),

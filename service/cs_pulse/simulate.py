@@ -3,7 +3,8 @@
 Arrivals follow a daily curve with the SPEC's peaks (10-12, 14-17, 20-23 local) and sale days;
 agents work staggered shifts with a max concurrency; customers have exponential patience and
 abandon if no human answers in time; conversations run several customer-message runs, some go
-through a bot first, some are transferred or escalated, rated, reopened, or followed by an order.
+through a bot first, some are transferred or escalated, rated, reopened, or followed by an order
+(some refunded, returned or exchanged).
 
 ``generate`` yields events in event-time order (pure, testable); ``run_simulation`` paces them
 to Kafka at a chosen time compression and a hard events-per-second cap, and stops by itself.
@@ -26,6 +27,7 @@ from functools import partial
 from typing import Any
 
 from cs_pulse.domain.calendar import ShopCalendar
+from cs_pulse.domain.catalogue import REFUND_REASONS
 
 # Relative arrival intensity by local hour: quiet night, the three peaks of the SPEC.
 HOURLY_CURVE = (
@@ -296,12 +298,27 @@ class Simulator:
             self.emit("satisfaction.rated", t + self.rng.uniform(5, 120), conv.shop,
                       score=score, scale=5, attitude=attitude, **fields)
         if conv.queue == "presale" and self.rng.random() < 0.3:
-            self.emit("order.paid", t + self.rng.uniform(60, 7200), conv.shop,
-                      customer_id=conv.customer, order_id=f"o-{conv.cid}",
-                      amount=round(self.rng.uniform(20, 800), 2), currency="CNY",
+            paid = t + self.rng.uniform(60, 7200)
+            amount = round(self.rng.uniform(20, 800), 2)
+            self.emit("order.paid", paid, conv.shop, customer_id=conv.customer,
+                      order_id=f"o-{conv.cid}", amount=amount, currency="CNY",
                       conversation_id=conv.cid)
+            self._after_sale(paid, conv, amount)
         if self.rng.random() < 0.03:
             self.at(t + self.rng.uniform(60, 3600), lambda tt: self._reopen(tt, conv))
+
+    def _after_sale(self, paid: float, conv: _Conv, amount: float) -> None:
+        """About 6 % of orders are refunded, 4 % returned and 2 % exchanged, 1-48 h after
+        payment (a hash: the random stream, and so every other simulated number, is unchanged)."""
+        h = zlib.crc32(f"o-{conv.cid}".encode())
+        share, when = h % 100, paid + 3600 * (1 + (h >> 8) % 48)
+        fields = {"customer_id": conv.customer, "order_id": f"o-{conv.cid}"}
+        if share < 6:
+            self.emit("order.refunded", when, conv.shop, amount=amount, currency="CNY",
+                      reason=REFUND_REASONS[(h >> 16) % len(REFUND_REASONS)], **fields)
+        elif share < 12:
+            self.emit("order.returned", when, conv.shop,
+                      kind="return" if share < 10 else "exchange", **fields)
 
     def _reopen(self, t: float, conv: _Conv) -> None:
         conv.closed, conv.answered, conv.runs_left = False, False, 1

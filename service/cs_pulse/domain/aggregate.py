@@ -10,6 +10,7 @@ Facts arrive from many upstream partitions in no fixed order; every fold is a su
 time-weighted presence values are integrated from stored changes when read, so the result
 depends only on the facts and their times. A fact older than every rolling window can reach
 no window at any later reading; it still counts in totals and its day (``late_facts``).
+Customer counts (``DAY_KINDS``) belong to a day: they go to totals and their day only.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .calendar import Calendars, ShopCalendar
-from .catalogue import COUNTERS, HISTOGRAMS, HOURLY_KINDS, bucket_index
+from .catalogue import COUNTERS, DAY_KINDS, HISTOGRAMS, HOURLY_KINDS, bucket_index
 from .clock import EventClock
 from .model import Fact, series_shop
 from .origins import Origin, Origins
@@ -170,7 +171,9 @@ class Aggregator:
     def _fold(self, series: str, ts: int, kind: str, value: float) -> None:
         fold_fact(self.totals.setdefault(series, {}), kind, value)
         self._dirty.add(("t", "", series))
-        if ts >= self._horizon():
+        if kind in DAY_KINDS:   # stamped at a local midnight: a day's count, in no window
+            pass
+        elif ts >= self._horizon():
             s = slot_of(ts)
             fold_fact(self.slots.setdefault(series, {}).setdefault(s, {}), kind, value)
             self._dirty.add(("s", str(s), series))

@@ -21,9 +21,21 @@ CONVERSION_HORIZON_MS = DAY
 CLOSED_KEPT_MS = DAY + HOUR          # closed conversations: reopen within 24 h, plus margin
 OPEN_IDLE_MS = 7 * DAY               # open conversations idle this long are closed by timeout
 CUSTOMER_KEPT_MS = DAY + HOUR        # customer-stage records past every source's progress
+AFTERSALE_HORIZON_MS = 30 * DAY      # a refund or return matches an order paid this long before
 PROGRESS_STEP_MS = 10 * 60 * SECOND  # an events partition reports progress this often
 
 ONLINE_STATUSES = frozenset({"online", "busy"})
+
+REFUND_REASONS = ("quality", "not_as_described", "damaged", "wrong_item", "late_delivery",
+                  "changed_mind", "other")
+CUSTOMER_HOUR_KINDS = tuple(f"customers_hour_{h:02d}" for h in range(24))
+DAY_KINDS = frozenset({"customers_received", "customers_converted", "customers_refunded",
+                       *CUSTOMER_HOUR_KINDS})
+
+
+def refund_reason(reason: object) -> str:
+    """A refund's reason as one of REFUND_REASONS (a label: never free text)."""
+    return reason if isinstance(reason, str) and reason in REFUND_REASONS else "other"
 
 # Buckets cluster around the 30 s target so p50/p90 near it are sharp, then reach email's
 # hours: every default tier target (tiers.py) is a bound, and 7 days is OPEN_IDLE_MS.
@@ -69,11 +81,20 @@ COUNTERS: frozenset[str] = frozenset(
         "forbidden_phrases",                    # violations of agent messages
         "served", "converted", "gmv",           # converted and gmv at the served time
         "orders", "orders_amount", "orders_attributed",
+        "orders_credited",                      # (served conversation, order) pairs, at served
+        "orders_returned", "orders_exchanged",  # credited pairs sent back, at the served time
+        "refunds_amount", *(f"refunds_{r}" for r in REFUND_REASONS),   # per shop
+        "order_returns", "order_exchanges",                            # per shop
+        *DAY_KINDS,
         # answered waits within each tier (queue series; the aggregation stage classifies
         # first_response facts, see tiers.py)
         *TIER_KINDS.values(),
     }
 )
+
+# Customer counts (接待数) belong to a day, not an instant: they are stamped at the local midnight
+# that starts the day and folded into totals and days only, never into the rolling windows.
+# "customers_hour_HH": received customers by the local hour (HH) their conversation began.
 
 # Kinds not listed above are stateful: the aggregation stage keeps them as a series' live
 # state (wait_open/close, unsettled_open/close, session_open/close, status, roster).

@@ -18,6 +18,7 @@ from .catalogue import (
     OPEN_IDLE_MS,
     SERVICE_LEVEL_TARGET_MS,
     SHORT_ABANDON_MS,
+    refund_reason,
 )
 from .model import CustomerRecord, Event, Fact, agent_series, queue_series, shop_series
 
@@ -240,7 +241,7 @@ def _agent_message(c: Conversation, ts: int, sender: list[str], out: Out) -> Non
             c.served = True
             out.fact("served", ts, [*w, *sender])
             out.customers.append(CustomerRecord("served", ts, c.customer_key, c.instance,
-                                                series=[*w, *sender]))
+                                                float(c.created), [*w, *sender]))
     if c.pending and c.run_start is not None:
         here = [c.q, *sender]
         out.fact("messages_answered", ts, here, float(c.pending))
@@ -405,20 +406,32 @@ def _on_rated(c: Conversation, ev: Event, out: Out) -> None:
             out.fact("attitude_positive", ev.ts, here)
 
 
-def _on_order_paid(c: Conversation, ev: Event, out: Out) -> None:
-    order_paid(ev, out, key=c.customer_key, conversation=c.instance)
+def _on_order(c: Conversation, ev: Event, out: Out) -> None:
+    order_event(ev, out, key=c.customer_key, conversation=c.instance)
 
 
-def order_paid(ev: Event, out: Out, key: str | None, conversation: str = "") -> None:
-    """Count the order for its shop and hand it to the customer stage for attribution (unless
-    ``key`` is None: it names a conversation no longer known, which nothing can credit)."""
-    amount = float(ev.attrs.get("amount", 0.0))
+def order_event(ev: Event, out: Out, key: str | None, conversation: str = "") -> None:
+    """``order.*``: count it for its shop, and hand it to the customer stage for attribution or
+    after-sales matching (unless ``key`` is None: it names a conversation no longer known, which
+    nothing can credit or match)."""
     shop = [shop_series(ev.shop_id)]
-    out.fact("orders", ev.ts, shop)
-    out.fact("orders_amount", ev.ts, shop, amount)
+    order_id = str(ev.attrs.get("order_id", ""))
+    if ev.type == "order.paid":
+        amount = float(ev.attrs.get("amount", 0.0))
+        out.fact("orders", ev.ts, shop)
+        out.fact("orders_amount", ev.ts, shop, amount)
+        record = CustomerRecord("order", ev.ts, key or "", conversation, amount, shop,
+                                ev.event_id, order_id)
+    elif ev.type == "order.refunded":
+        out.fact(f"refunds_{refund_reason(ev.attrs.get('reason'))}", ev.ts, shop)
+        out.fact("refunds_amount", ev.ts, shop, float(ev.attrs.get("amount", 0.0)))
+        record = CustomerRecord("refund", ev.ts, key or "", order=order_id)
+    else:   # order.returned: a return (退货) or an exchange (换货)
+        kind = "exchange" if ev.attrs.get("kind") == "exchange" else "return"
+        out.fact("order_exchanges" if kind == "exchange" else "order_returns", ev.ts, shop)
+        record = CustomerRecord(kind, ev.ts, key or "", order=order_id)
     if key is not None:
-        out.customers.append(CustomerRecord("order", ev.ts, key, conversation, amount, shop,
-                                            ev.event_id))
+        out.customers.append(record)
 
 
 _HANDLERS = {
@@ -431,5 +444,7 @@ _HANDLERS = {
     "conversation.abandoned": _on_closed,
     "conversation.reopened": _on_reopened,
     "satisfaction.rated": _on_rated,
-    "order.paid": _on_order_paid,
+    "order.paid": _on_order,
+    "order.refunded": _on_order,
+    "order.returned": _on_order,
 }

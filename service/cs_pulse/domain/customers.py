@@ -1,11 +1,14 @@
-"""Customer stage: joins that cross conversations, keyed by customer (FCR, conversion).
+"""Customer stage: joins that cross conversations, keyed by customer (FCR, conversion,
+customers received, after-sales).
 
 A customer's conversations live in different events partitions, so their records reach this
 stage in no particular order. Every rule here is therefore *symmetric*: a resolution is broken
 by a reopen or a new contact whichever arrives first, and an order credits a served
 conversation whichever arrives first. Each answer is emitted once, when both sides are known,
 at the time of the item it belongs to (the resolution, the served reply, the order), so the
-result does not depend on arrival order.
+result does not depend on arrival order. Customer counts (接待数) are once per series and local
+day, stamped at the day's midnight: whichever of a day's conversations arrives first, the count
+and its time are the same.
 """
 
 from __future__ import annotations
@@ -13,8 +16,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .catalogue import CONVERSION_HORIZON_MS, CUSTOMER_KEPT_MS, FCR_HORIZON_MS
-from .model import CustomerRecord, Fact
+from .calendar import Calendars
+from .catalogue import (
+    AFTERSALE_HORIZON_MS,
+    CONVERSION_HORIZON_MS,
+    CUSTOMER_KEPT_MS,
+    FCR_HORIZON_MS,
+)
+from .model import AGENT, CustomerRecord, Fact, series_shop, team_series
 from .origins import Origin, Origins
 
 
@@ -24,10 +33,18 @@ class Customer:
     resolutions: list[list[Any]] = field(default_factory=list)   # [conv, ts, ordinal, broken,
     #                                                                series]
     reopens: list[list[Any]] = field(default_factory=list)       # [conversation, ts]
-    served: list[list[Any]] = field(default_factory=list)        # [conv, ts, converted, series]
+    served: list[list[Any]] = field(default_factory=list)        # [conv, ts, converted, series,
+    #                                                                created]
     orders: list[list[Any]] = field(default_factory=list)        # [ref, ts, amount, named conv,
-    #                                                                attributed, series]
-    credited: list[list[str]] = field(default_factory=list)      # [conversation, order ref]
+    #                                                                attributed, series, order id]
+    # (served conversation, order) pairs, kept for after-sales: [conv, order ref, order id,
+    # order ts, served ts, served series, returned, exchanged]
+    credits: list[list[Any]] = field(default_factory=list)
+    aftersales: list[list[Any]] = field(default_factory=list)    # [kind, ts, order id]
+    # Customers received: [series (A or T), local day, midnight ms, conversations, converted,
+    # refunded, last served ts]; and by hour: [series, day, hour, served ts].
+    receptions: list[list[Any]] = field(default_factory=list)
+    hours: list[list[Any]] = field(default_factory=list)
 
 
 def _within(start: int, ts: int, horizon: int) -> bool:
@@ -35,10 +52,12 @@ def _within(start: int, ts: int, horizon: int) -> bool:
 
 
 class CustomerStage:
-    """``sources``: how many events partitions feed this stage (their records are joined)."""
+    """``sources``: how many events partitions feed this stage (their records are joined);
+    ``calendars``: the shops' time zones (customer counts are per local day)."""
 
-    def __init__(self, sources: int = 1) -> None:
+    def __init__(self, sources: int = 1, calendars: Calendars | None = None) -> None:
         self.sources = [f"e{p}" for p in range(sources)]
+        self.calendars = calendars or Calendars()
         self.customers: dict[str, Customer] = {}
         # Per source, a lower bound of the times of the records it will still send: each
         # events partition sends in effective-time order, and says how far it has come.
@@ -99,57 +118,113 @@ class CustomerStage:
     # --- conversion: an order within 24 h of a served reply credits that conversation ---------
 
     def _on_served(self, cust: Customer, r: CustomerRecord, out: list[Fact]) -> None:
-        served = [r.conversation, r.ts, 0, r.series]
+        served = [r.conversation, r.ts, 0, r.series, int(r.value)]
         cust.served.append(served)
+        self._receive(cust, served, out)
         for order in cust.orders:
             if order[3] in ("", r.conversation) and _within(r.ts, order[1], CONVERSION_HORIZON_MS):
                 self._credit(cust, served, order, out)
 
     def _on_order(self, cust: Customer, r: CustomerRecord, out: list[Fact]) -> None:
-        order = [r.ref, r.ts, r.value, r.conversation, 0, r.series]
+        order = [r.ref, r.ts, r.value, r.conversation, 0, r.series, r.order]
         cust.orders.append(order)
         for served in cust.served:
             if r.conversation in ("", served[0]) and _within(served[1], r.ts,
                                                             CONVERSION_HORIZON_MS):
                 self._credit(cust, served, order, out)
 
-    @staticmethod
-    def _credit(cust: Customer, served: list[Any], order: list[Any], out: list[Fact]) -> None:
-        pair = [served[0], order[0]]
-        if pair in cust.credited:
+    def _credit(self, cust: Customer, served: list[Any], order: list[Any],
+                out: list[Fact]) -> None:
+        if any(c[0] == served[0] and c[1] == order[0] for c in cust.credits):
             return
-        cust.credited.append(pair)
+        credit = [served[0], order[0], order[6], order[1], served[1], served[3], 0, 0]
+        cust.credits.append(credit)
         out.extend(Fact("gmv", served[1], s, order[2]) for s in served[3])
+        out.extend(Fact("orders_credited", served[1], s) for s in served[3])
         if not served[2]:
             served[2] = 1
             out.extend(Fact("converted", served[1], s) for s in served[3])
+            for rec in cust.receptions:
+                if served[0] in rec[3] and not rec[4]:
+                    rec[4] = 1
+                    out.append(Fact("customers_converted", rec[2], rec[0]))
         if not order[4]:
             order[4] = 1
             out.extend(Fact("orders_attributed", order[1], s) for s in order[5])
+        for kind, ts, order_id in cust.aftersales:
+            if order_id == credit[2] and _within(credit[3], ts, AFTERSALE_HORIZON_MS):
+                self._after_sale(cust, credit, kind, out)
+
+    # --- customers received (接待数): once per series (agent, team) and local day --------------
+
+    def _receive(self, cust: Customer, served: list[Any], out: list[Fact]) -> None:
+        conv, ts, _, series, created = served
+        cal = self.calendars.for_shop(series_shop(series[0]))
+        day = cal.local_date(ts / 1000.0)
+        midnight = round(cal.midnight(ts / 1000.0) * 1000)
+        hour = cal.local_hour(created / 1000.0)
+        agents = [s for s in series if s.startswith(AGENT)]
+        for s in [*agents, *map(team_series, agents)]:
+            rec = next((x for x in cust.receptions if x[0] == s and x[1] == day), None)
+            if rec is None:
+                cust.receptions.append([s, day, midnight, [conv], 0, 0, ts])
+                out.append(Fact("customers_received", midnight, s))
+            else:
+                rec[3].append(conv)
+                rec[6] = max(rec[6], ts)
+            if not any(h[0] == s and h[1] == day and h[2] == hour for h in cust.hours):
+                cust.hours.append([s, day, hour, ts])
+                out.append(Fact(f"customers_hour_{hour:02d}", midnight, s))
+
+    # --- after-sales: a refund or return matches an order paid up to 30 days before ----------
+
+    def _on_after_sale(self, cust: Customer, r: CustomerRecord, out: list[Fact]) -> None:
+        cust.aftersales.append([r.kind, r.ts, r.order])
+        for credit in cust.credits:
+            if credit[2] == r.order and _within(credit[3], r.ts, AFTERSALE_HORIZON_MS):
+                self._after_sale(cust, credit, r.kind, out)
+
+    _on_refund = _on_return = _on_exchange = _on_after_sale
+
+    @staticmethod
+    def _after_sale(cust: Customer, credit: list[Any], kind: str, out: list[Fact]) -> None:
+        if kind == "refund":   # the customer received through that conversation is refunded
+            for rec in cust.receptions:
+                if credit[0] in rec[3] and rec[4] and not rec[5]:
+                    rec[5] = 1
+                    out.append(Fact("customers_refunded", rec[2], rec[0]))
+            return
+        flag = 6 if kind == "return" else 7
+        if not credit[flag]:
+            credit[flag] = 1
+            what = "orders_returned" if kind == "return" else "orders_exchanged"
+            out.extend(Fact(what, credit[4], s) for s in credit[5])
 
     # --- expiry and persistence ---------------------------------------------------------------
 
     def expire(self) -> int:
         """Forget records no later record can join: every source has moved more than the 24 h
-        horizon past them (when it happens does not change any answer). Returns how many
-        customers were dropped."""
+        horizon past them — and, for what after-sales can still match, past the 30 days (when
+        it happens does not change any answer). Returns how many customers were dropped."""
         if any(s not in self.progress for s in self.sources):
             return 0
         cutoff = min(self.progress[s] for s in self.sources) - CUSTOMER_KEPT_MS
+        # a refund matches an order paid up to 30 d before it, paid up to 24 h after the answer
+        long_cutoff = cutoff - AFTERSALE_HORIZON_MS - CONVERSION_HORIZON_MS
         gone = 0
         for key, cust in list(self.customers.items()):
-            before = (len(cust.contacts), len(cust.resolutions), len(cust.reopens),
-                      len(cust.served), len(cust.orders))
+            before = _sizes(cust)
             cust.contacts = [x for x in cust.contacts if x[1] >= cutoff]
             cust.resolutions = [x for x in cust.resolutions if x[1] >= cutoff]
             cust.reopens = [x for x in cust.reopens if x[1] >= cutoff]
             cust.served = [x for x in cust.served if x[1] >= cutoff]
             cust.orders = [x for x in cust.orders if x[1] >= cutoff]
-            served = {x[0] for x in cust.served}
-            orders = {x[0] for x in cust.orders}
-            cust.credited = [p for p in cust.credited if p[0] in served and p[1] in orders]
-            after = (len(cust.contacts), len(cust.resolutions), len(cust.reopens),
-                     len(cust.served), len(cust.orders))
+            cust.aftersales = [x for x in cust.aftersales if x[1] >= cutoff]
+            cust.hours = [x for x in cust.hours if x[3] >= cutoff]
+            cust.credits = [x for x in cust.credits if x[4] >= long_cutoff]
+            cust.receptions = [x for x in cust.receptions
+                               if x[6] >= (long_cutoff if x[4] else cutoff)]
+            after = _sizes(cust)
             if not any(after):
                 del self.customers[key]
                 gone += 1
@@ -178,3 +253,9 @@ class CustomerStage:
             self.customers.pop(key[2:], None)
         else:
             self.customers[key[2:]] = Customer(**value)
+
+
+def _sizes(cust: Customer) -> tuple[int, ...]:
+    return (len(cust.contacts), len(cust.resolutions), len(cust.reopens), len(cust.served),
+            len(cust.orders), len(cust.credits), len(cust.aftersales), len(cust.receptions),
+            len(cust.hours))

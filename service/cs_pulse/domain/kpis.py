@@ -52,6 +52,19 @@ def kpis(c: Counts) -> dict[str, float | None]:
         "conversion": ratio(g("converted", 0.0), g("served", 0.0)),
         "aht_seconds": ratio(g("handle:sum", 0.0), g("handle:count", 0.0)),
         "resolution": ratio(g("resolved", 0.0), g("ended", 0.0)),
+        "return": ratio(g("orders_returned", 0.0), g("orders_credited", 0.0)),
+        "exchange": ratio(g("orders_exchanged", 0.0), g("orders_credited", 0.0)),
+    }
+
+
+def customer_kpis(c: Counts) -> dict[str, float | None]:
+    """A day's customer ratios (接待 counts are per day): conversion by customers (咨询转换率)
+    and the refund rate (退款率) of converted customers."""
+    return {
+        "customer_conversion": ratio(c.get("customers_converted", 0.0),
+                                     c.get("customers_received", 0.0)),
+        "customer_refund": ratio(c.get("customers_refunded", 0.0),
+                                 c.get("customers_converted", 0.0)),
     }
 
 

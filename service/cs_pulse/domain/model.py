@@ -12,9 +12,10 @@ from typing import Any
 
 # A series is the label set a fact is counted under, kept as one string (a Kafka key and a dict
 # key). The first field says which kind it is, so a queue without name never aliases the shop.
-QUEUE, AGENT = "q", "a"   # and "s": a shop
+QUEUE, AGENT, TEAM = "q", "a", "t"   # and "s": a shop
 QUEUE_LABELS = ("shop", "queue", "channel")
 AGENT_LABELS = ("shop", "team", "agent")
+TEAM_LABELS = ("shop", "team")
 
 
 def queue_series(shop: str, queue: str, channel: str) -> str:
@@ -23,6 +24,12 @@ def queue_series(shop: str, queue: str, channel: str) -> str:
 
 def agent_series(shop: str, team: str, agent: str) -> str:
     return f"a|{shop}|{team}|{agent}"
+
+
+def team_series(agent: str) -> str:
+    """The team series of an agent series: distinct customers of a team are not a sum."""
+    _, shop, team, _ = agent.split("|")
+    return f"t|{shop}|{team}"
 
 
 def shop_series(shop: str) -> str:
@@ -97,8 +104,10 @@ class CustomerRecord:
     customer, or the conversation itself when it has no customer).
 
     ``kind``: ``contact`` (a conversation created), ``resolution`` (``value`` = its ordinal in the
-    conversation), ``reopen``, ``served`` or ``order`` (``value`` = amount, ``ref`` = the order
-    event's id, ``conversation`` = the conversation it names, if any); ``progress``: no later
+    conversation), ``reopen``, ``served`` (``value`` = the conversation's creation, ms), ``order``
+    (``value`` = amount, ``ref`` = the order event's id, ``order`` = its ``order_id``,
+    ``conversation`` = the conversation it names, if any), ``refund``, ``return`` or
+    ``exchange`` (after-sales: ``order`` = the ``order_id`` it names); ``progress``: no later
     record of its events partition will be older than ``ts``. ``series`` are where
     the customer stage's answers are counted."""
 
@@ -109,3 +118,4 @@ class CustomerRecord:
     value: float = 0.0
     series: list[str] = field(default_factory=list)
     ref: str = ""
+    order: str = ""

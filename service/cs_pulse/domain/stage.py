@@ -22,7 +22,7 @@ from .conversation import (
     create,
     customer_key,
     expire,
-    order_paid,
+    order_event,
 )
 from .model import Event, agent_series, shop_series
 from .ordering import Reorder
@@ -101,8 +101,8 @@ class ConversationStage:
             elif ev.type in ORPHAN_TYPES:
                 out.orphans.append(ev.type)
                 return
-            elif ev.type == "order.paid":   # names a conversation no longer known: no credit
-                order_paid(ev, out, key=None)
+            elif ev.type.startswith("order."):   # names a conversation no longer known
+                order_event(ev, out, key=None)
                 return
             else:
                 return
@@ -138,8 +138,8 @@ class ConversationStage:
             out.fact("roster", ev.ts, [shop_series(ev.shop_id)],
                      entity.max_concurrency if status in ONLINE_STATUSES else -1.0,
                      subject=ev.agent_id)
-        elif ev.type == "order.paid":
-            order_paid(ev, out, key=customer_key(ev.shop_id, ev.customer_id, ""))
+        elif ev.type.startswith("order."):
+            order_event(ev, out, key=customer_key(ev.shop_id, ev.customer_id, ""))
 
     # --- persistence ----------------------------------------------------------------------------
 

@@ -53,7 +53,12 @@ SELECT
     CASE WHEN json_type(j, '$.scale_min') IN ('BIGINT', 'UBIGINT', 'DOUBLE')
          THEN CAST(j ->> 'scale_min' AS DOUBLE) END    AS scale_min,
     j ->> 'attitude'                                    AS attitude,
-    CAST(j ->> 'amount' AS DOUBLE)                      AS amount
+    CAST(j ->> 'amount' AS DOUBLE)                      AS amount,
+    -- order.paid / order.refunded / order.returned (README "Customers received ...,
+    -- after-sales"): the order they concern, the refund reason, return or exchange
+    j ->> 'order_id'                                    AS order_id,
+    j ->> 'reason'                                      AS reason,
+    j ->> 'kind'                                        AS return_kind
 FROM raw_valid;
 
 -- Release floors: a release right after offset r lifts the watermark to the largest ts of

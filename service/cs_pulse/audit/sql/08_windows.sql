@@ -10,6 +10,11 @@
 --    over the window's interval."
 
 -- Every shop the data knows: conversations, agent series, orders.
+-- README "Shop: peak and staffing": "Shop metrics exist for every shop that has had a
+-- conversation, an agent status or an order."  Read literally, "an order" is an order.paid:
+-- the README tells orders and after-sales events apart ("ratings, orders and after-sales
+-- events included"), so an order.refunded / order.returned alone does not make a shop exist
+-- here (its cs_refunds_* / cs_order_returns_total counters exist all the same).
 CREATE OR REPLACE TABLE shops AS
 SELECT DISTINCT shop FROM (
     SELECT shop FROM conv

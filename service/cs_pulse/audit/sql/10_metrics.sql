@@ -3,7 +3,7 @@
 -- =====================================================================================
 -- Every view yields items (metric, kind, shop, l2, l3, lbl, t, v):
 --   kind 'q' queue series (l2 = queue, l3 = channel), 'a' agent series (l2 = team,
---   l3 = agent), 's' shop; lbl the extra label value ('' when none); t the count time (ms);
+--   l3 = agent), 't' team series (l2 = team, l3 = ''), 's' shop; lbl the extra label value ('' when none); t the count time (ms);
 --   v the value (1 for a count; ms for durations; chars; amounts; normalised scores).
 -- README "Conversations / Series": "Q below is the queue series and A the agent series of the
 -- conversation's current agent at the event that causes the fact; S is the agent series of
@@ -371,6 +371,107 @@ SELECT 'orders_attributed' AS metric, 's' AS kind, o.shop, '' AS l2, '' AS l3, '
 FROM orders o
 WHERE EXISTS (SELECT 1 FROM order_match m WHERE m.part = o.part AND m.off = o.off);
 
+-- ---------------------------------------------------------------- customers received --------
+-- README "Customers received (接待数), conversion by customers, after-sales":
+--   "Team series ("T": shop, team), for counts of distinct customers, which a sum over agents
+--    cannot give: exported with prefix cs_team_. The T of an S is its shop and team."
+--   Kind 't' below: l2 = team, l3 = '' (not a label).
+--   "Received (接待数): a customer counts once per S and local day of the serving answer, and
+--    once per T and day: cs_agent_customers_received_total, cs_team_customers_received_total.
+--    ... its count time is the local midnight that starts the day"
+--   "Converted by customers (咨询转换率): a received customer (series, day) is converted when at
+--    least one conversation through which it was received that day, by that series, is
+--    converted (Conversion); counted once, when first known, at the same midnight"
+--   "Refunded (退款率): a converted received customer (series, day) is refunded when an
+--    order.refunded matches an order that qualifies for one of those conversations (below);
+--    counted once, at the same midnight"
+-- Like converted and GMV (counted at the served time, known at the order's time), every count
+-- goes to its day's midnight whenever the records that decide it took effect.
+CREATE OR REPLACE VIEW reception_series AS
+SELECT 'a' AS kind, shop, team AS l2, agent AS l3, ckey, day_t, hour, converted, refunded
+FROM cust_reception
+UNION ALL
+SELECT 't', shop, team, '', ckey, day_t, hour, converted, refunded
+FROM cust_reception;
+
+CREATE OR REPLACE VIEW customer_day AS
+SELECT kind, shop, l2, l3, ckey, day_t,
+       bool_or(converted) AS converted,
+       bool_or(converted AND refunded) AS refunded
+FROM reception_series
+GROUP BY kind, shop, l2, l3, ckey, day_t;
+
+CREATE OR REPLACE VIEW m_customers_received AS
+SELECT 'customers_received' AS metric, kind, shop, l2, l3, '' AS lbl, day_t AS t, 1.0 AS v
+FROM customer_day;
+
+CREATE OR REPLACE VIEW m_customers_converted AS
+SELECT 'customers_converted' AS metric, kind, shop, l2, l3, '' AS lbl, day_t AS t, 1.0 AS v
+FROM customer_day WHERE converted;
+
+CREATE OR REPLACE VIEW m_customers_refunded AS
+SELECT 'customers_refunded' AS metric, kind, shop, l2, l3, '' AS lbl, day_t AS t, 1.0 AS v
+FROM customer_day WHERE refunded;
+
+-- "By hour (分时接待): a customer counts once per series, local day of the serving answer and
+--  local hour of the creation of a conversation through which it was received that day:
+--  cs_agent_customers_received_by_hour{hour="0".."23"} (and cs_team_…) is today's count per
+--  hour (count time: the day's midnight), exported for every hour with a count."
+-- (not exported as a counter: feeds the by-hour gauge, 14_samples)
+CREATE OR REPLACE VIEW m_customers_received_by_hour AS
+SELECT DISTINCT 'customers_received_by_hour' AS metric, kind, shop, l2, l3,
+       CAST(hour AS VARCHAR) AS lbl, day_t AS t, 1.0 AS v, ckey
+FROM reception_series;
+
+-- ---------------------------------------------------------------- after-sales ---------------
+-- "Credited orders. Each (served conversation X, qualifying order) pair is counted once in
+--  cs_orders_credited_total (Q_w and S of X, at X's served time, like the GMV). A pair is
+--  returned when an order.returned of kind return matches its order, exchanged for kind
+--  exchange: cs_orders_returned_total{kind="return|exchange"}, once per pair and kind, under
+--  X's served series at X's served time."
+CREATE OR REPLACE VIEW m_orders_credited AS
+SELECT 'orders_credited' AS metric, 'q' AS kind, shop, ws_q AS l2, ws_ch AS l3, '' AS lbl,
+       ans_eff AS t, 1.0 AS v
+FROM credited
+UNION ALL
+SELECT 'orders_credited', 'a', shop, ans_tm, ans_agent, '', ans_eff, 1.0 FROM credited;
+
+-- "(both kinds exported, 0 included, for every series with a cs_orders_credited_total)":
+-- every credited pair adds 0 or 1 to each kind.
+CREATE OR REPLACE VIEW m_orders_returned AS
+SELECT 'orders_returned' AS metric, 'q' AS kind, shop, ws_q AS l2, ws_ch AS l3,
+       'return' AS lbl, ans_eff AS t, CASE WHEN returned THEN 1.0 ELSE 0.0 END AS v
+FROM credited
+UNION ALL
+SELECT 'orders_returned', 'a', shop, ans_tm, ans_agent, 'return', ans_eff,
+       CASE WHEN returned THEN 1.0 ELSE 0.0 END
+FROM credited
+UNION ALL
+SELECT 'orders_returned', 'q', shop, ws_q, ws_ch, 'exchange', ans_eff,
+       CASE WHEN exchanged THEN 1.0 ELSE 0.0 END
+FROM credited
+UNION ALL
+SELECT 'orders_returned', 'a', shop, ans_tm, ans_agent, 'exchange', ans_eff,
+       CASE WHEN exchanged THEN 1.0 ELSE 0.0 END
+FROM credited;
+
+-- "Per shop, at their time, every one that takes effect counts: cs_refunds_total{reason}
+--  (reason normalised ...), cs_refunds_amount_total, cs_order_returns_total{kind}."
+CREATE OR REPLACE VIEW m_refunds AS
+SELECT 'refunds' AS metric, 's' AS kind, shop, '' AS l2, '' AS l3, reason AS lbl, eff AS t,
+       1.0 AS v
+FROM after_sales WHERE type = 'order.refunded';
+
+CREATE OR REPLACE VIEW m_refunds_amount AS
+SELECT 'refunds_amount' AS metric, 's' AS kind, shop, '' AS l2, '' AS l3, '' AS lbl, eff AS t,
+       amount AS v
+FROM after_sales WHERE type = 'order.refunded';
+
+CREATE OR REPLACE VIEW m_order_returns AS
+SELECT 'order_returns' AS metric, 's' AS kind, shop, '' AS l2, '' AS l3, return_kind AS lbl,
+       eff AS t, 1.0 AS v
+FROM after_sales WHERE type = 'order.returned';
+
 -- ---------------------------------------------------------------- all items -----------------
 CREATE OR REPLACE TABLE facts AS
 SELECT * FROM m_queued
@@ -407,4 +508,13 @@ UNION ALL SELECT * FROM m_converted
 UNION ALL SELECT * FROM m_attributed_gmv
 UNION ALL SELECT * FROM m_orders
 UNION ALL SELECT * FROM m_orders_amount
-UNION ALL SELECT * FROM m_orders_attributed;
+UNION ALL SELECT * FROM m_orders_attributed
+UNION ALL SELECT * FROM m_customers_received
+UNION ALL SELECT * FROM m_customers_converted
+UNION ALL SELECT * FROM m_customers_refunded
+UNION ALL SELECT * EXCLUDE (ckey) FROM m_customers_received_by_hour
+UNION ALL SELECT * FROM m_orders_credited
+UNION ALL SELECT * FROM m_orders_returned
+UNION ALL SELECT * FROM m_refunds
+UNION ALL SELECT * FROM m_refunds_amount
+UNION ALL SELECT * FROM m_order_returns;

@@ -60,17 +60,29 @@ SELECT * FROM (VALUES
     ('attributed_gmv',              'counter',   NULL,      1.0, NULL, true),
     ('orders',                      'counter',   NULL,      1.0, NULL, true),
     ('orders_amount',               'counter',   NULL,      1.0, NULL, true),
-    ('orders_attributed',           'counter',   NULL,      1.0, NULL, true)
+    ('orders_attributed',           'counter',   NULL,      1.0, NULL, true),
+    ('customers_received',          'counter',   NULL,      1.0, NULL, true),
+    ('customers_converted',         'counter',   NULL,      1.0, NULL, true),
+    ('customers_refunded',          'counter',   NULL,      1.0, NULL, true),
+    ('customers_received_by_hour',  'counter',   'hour',    1.0, NULL, false),
+    ('orders_credited',             'counter',   NULL,      1.0, NULL, true),
+    ('orders_returned',             'counter',   'kind',    1.0, NULL, true),
+    ('refunds',                     'counter',   'reason',  1.0, NULL, true),
+    ('refunds_amount',              'counter',   NULL,      1.0, NULL, true),
+    ('order_returns',               'counter',   'kind',    1.0, NULL, true)
 ) t(metric, mtype, lbl_key, div, bounds, exported);
 
 CREATE OR REPLACE MACRO series_labels(kind, shop, l2, l3) AS
     CASE kind
         WHEN 'q' THEN [['shop', shop], ['queue', l2], ['channel', l3]]
         WHEN 'a' THEN [['shop', shop], ['team', l2], ['agent', l3]]
+        WHEN 't' THEN [['shop', shop], ['team', l2]]
         ELSE [['shop', shop]]
     END;
 
-CREATE OR REPLACE MACRO metric_prefix(kind) AS CASE kind WHEN 'a' THEN 'cs_agent_' ELSE 'cs_' END;
+-- README "Customers received ...": the team series are "exported with prefix cs_team_".
+CREATE OR REPLACE MACRO metric_prefix(kind) AS
+    CASE kind WHEN 'a' THEN 'cs_agent_' WHEN 't' THEN 'cs_team_' ELSE 'cs_' END;
 
 -- Bucket index of each histogram item: the first bound b with v ≤ b (len(bounds)+1 = +Inf).
 CREATE OR REPLACE TABLE hist_items AS

@@ -37,7 +37,11 @@ SELECT
     sum(n) FILTER (WHERE metric = 'csat_attitude' AND lbl = 'positive')     AS att_pos,
     sum(n) FILTER (WHERE metric = 'csat_attitude')                          AS att_all,
     sum(n) FILTER (WHERE metric = 'served')                                 AS served,
-    sum(n) FILTER (WHERE metric = 'converted')                              AS converted
+    sum(n) FILTER (WHERE metric = 'converted')                              AS converted,
+    sum(n) FILTER (WHERE metric = 'orders_credited')                        AS credited,
+    -- every credited pair has a 0/1 row per kind (10_metrics): sum the values
+    sum(s) FILTER (WHERE metric = 'orders_returned' AND lbl = 'return')     AS returned,
+    sum(s) FILTER (WHERE metric = 'orders_returned' AND lbl = 'exchange')   AS exchanged
 FROM wagg
 GROUP BY ALL;
 
@@ -76,7 +80,12 @@ LATERAL (VALUES
     ('csat_dissatisfied_ratio', coalesce(dissatisfied, 0), coalesce(csat_n, 0)),
     ('attitude_positive_ratio', coalesce(att_pos, 0), coalesce(att_all, 0)),
     -- "cs_conversion_ratio = converted / served"
-    ('conversion_ratio', coalesce(converted, 0), coalesce(served, 0))
+    ('conversion_ratio', coalesce(converted, 0), coalesce(served, 0)),
+    -- "cs_return_ratio{window} and cs_exchange_ratio{window} = returned (exchanged) pairs /
+    --  credited pairs (退货率, 换货率), for every window like the conversion ratio" (all three
+    --  counted at X's served time, so never above 1)
+    ('return_ratio', coalesce(returned, 0), coalesce(credited, 0)),
+    ('exchange_ratio', coalesce(exchanged, 0), coalesce(credited, 0))
 ) r(name, num, den)
 WHERE den > 0;
 
@@ -122,3 +131,33 @@ CREATE OR REPLACE TABLE wtier AS
 SELECT kind, shop, l2, l3, wname, lbl AS tier, s AS num, n AS den
 FROM wagg
 WHERE metric = 'first_response_within' AND n > 0;
+
+-- README "Customers received (接待数), conversion by customers, after-sales": a customer count
+-- "is exported in totals and in today only (cs_agent_received_customers{window="today"},
+-- cs_team_…; 0 included for every series with a …_customers_received_total)";
+-- "…_customer_conversion_ratio{window="today"} = converted / received";
+-- "…_customer_refund_ratio{window="today"} = refunded / converted" (ratios only when the
+-- denominator is positive: "Exposition rules").  Count time: the day's local midnight, which
+-- is in "today" exactly for the customers of today's local date.
+CREATE OR REPLACE TABLE customer_today AS
+SELECT
+    t.kind, t.shop, t.l2, t.l3,
+    CAST(coalesce(sum(w.n) FILTER (WHERE w.metric = 'customers_received'), 0) AS DOUBLE)
+        AS received,
+    CAST(coalesce(sum(w.n) FILTER (WHERE w.metric = 'customers_converted'), 0) AS DOUBLE)
+        AS converted,
+    CAST(coalesce(sum(w.n) FILTER (WHERE w.metric = 'customers_refunded'), 0) AS DOUBLE)
+        AS refunded
+FROM (SELECT DISTINCT kind, shop, l2, l3 FROM totals WHERE metric = 'customers_received') t
+LEFT JOIN wagg w ON w.kind = t.kind AND w.shop = t.shop AND w.l2 = t.l2 AND w.l3 = t.l3
+                AND w.wname = 'today'
+                AND w.metric IN ('customers_received', 'customers_converted',
+                                 'customers_refunded')
+GROUP BY t.kind, t.shop, t.l2, t.l3;
+
+-- "cs_agent_customers_received_by_hour{hour="0".."23"} (and cs_team_…) is today's count per
+-- hour (count time: the day's midnight), exported for every hour with a count."
+CREATE OR REPLACE TABLE customers_by_hour_today AS
+SELECT kind, shop, l2, l3, lbl AS hour, CAST(n AS DOUBLE) AS value
+FROM wagg
+WHERE metric = 'customers_received_by_hour' AND wname = 'today' AND n > 0;

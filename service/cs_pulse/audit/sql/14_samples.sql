@@ -77,6 +77,23 @@ FROM wagg
 WHERE metric IN ('first_response_seconds', 'response_seconds', 'resolution_seconds')
   AND n > 0
 
+UNION ALL   -- customers received today (agent and team series; 0 included), their ratios
+SELECT metric_prefix(kind) || 'received_customers',
+       list_append(series_labels(kind, shop, l2, l3), ['window', 'today']), received
+FROM customer_today
+UNION ALL
+SELECT metric_prefix(kind) || 'customer_conversion_ratio',
+       list_append(series_labels(kind, shop, l2, l3), ['window', 'today']), converted / received
+FROM customer_today WHERE received > 0
+UNION ALL
+SELECT metric_prefix(kind) || 'customer_refund_ratio',
+       list_append(series_labels(kind, shop, l2, l3), ['window', 'today']), refunded / converted
+FROM customer_today WHERE converted > 0
+UNION ALL   -- customers received today by local hour of the conversation's creation
+SELECT metric_prefix(kind) || 'customers_received_by_hour',
+       list_append(series_labels(kind, shop, l2, l3), ['hour', hour]), value
+FROM customers_by_hour_today
+
 UNION ALL   -- hourly volume (queue series, today)
 SELECT 'cs_hourly_volume',
        list_concat(series_labels('q', shop, l2, l3),
