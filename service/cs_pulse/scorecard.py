@@ -202,18 +202,16 @@ def before(log: Stamped, limit_ms: int) -> list[Record]:
     return [rec for rec, ts, _ in log if ts < limit_ms]
 
 
-# Receptions in [month start, month end): the recomputation's served conversations with the
-# agent and team who served them, the customer (a conversation without one is its own), the
-# local day of the serving answer, the local start of the chat, and whether it converted.
+# Receptions in [month start, month end): the recomputation's own (``cust_reception``, one row
+# per served conversation: the agent and team who served it, the customer key, the local day
+# of the serving answer as its midnight, the local hour the chat began, whether it converted),
+# the same table the live customer counts are checked against. Month bounds are local
+# midnights, so a day is in the month exactly when its serving answers are.
 RECEPTIONS_SQL = """
 CREATE TEMP TABLE receptions AS
-SELECT s.shop, coalesce(s.ans_tm, '') AS team, s.ans_agent AS agent,
-       CAST(timezone(c.tz, make_timestamp(s.ans_eff * 1000)::TIMESTAMPTZ) AS DATE) AS day,
-       timezone(c.tz, make_timestamp(v.created * 1000)::TIMESTAMPTZ) AS started,
-       coalesce(s.customer, 'conversation:' || s.iid) AS customer,
-       s.iid IN (SELECT iid FROM converted) AS converted
-FROM served s JOIN conv v USING (iid) JOIN shop_cal c ON c.shop = s.shop
-WHERE s.ans_eff >= {start} AND s.ans_eff < {end} AND s.ans_agent IS NOT NULL
+SELECT shop, coalesce(team, '') AS team, agent, day_t AS day, hour, ckey AS customer, converted
+FROM cust_reception
+WHERE day_t >= {start} AND day_t < {end} AND agent IS NOT NULL
 """
 # 接待 and 咨询转换率 by customers: a customer counts once per agent (or team) per local day of
 # the serving answer, converted that day if one of those conversations converted (README
@@ -223,12 +221,12 @@ SELECT shop, team, agent, count(DISTINCT (day, customer)),
        count(DISTINCT (day, customer)) FILTER (WHERE converted)
 FROM receptions GROUP BY GROUPING SETS ((shop, team, agent), (shop, team))
 """
-# 分时接待: the same customers by the local hour their chat started, once per agent (and team)
-# per day and hour.
+# 分时接待: the same receptions by the local hour their chat began, once per agent (and team),
+# day and hour (README "By hour").
 HOURLY_SQL = """
-SELECT shop, team, agent, hour(started), count(DISTINCT (CAST(started AS DATE), customer))
+SELECT shop, team, agent, hour, count(DISTINCT (day, customer))
 FROM receptions
-GROUP BY GROUPING SETS ((shop, team, agent, hour(started)), (shop, team, hour(started)))
+GROUP BY GROUPING SETS ((shop, team, agent, hour), (shop, team, hour))
 """
 
 
