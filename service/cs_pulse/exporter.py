@@ -120,15 +120,13 @@ CUSTOMER_RATIOS: dict[str, tuple[str, str]] = {
     "customer_refund": ("customer_refund_ratio", "Customers refunded / customers converted "
                         "(today)."),
 }
-SHOP_COUNTERS: list[tuple[str, str, str]] = [
-    ("cs_orders", "Paid orders.", "orders"),
-    ("cs_orders_amount", "Amount of paid orders.", "orders_amount"),
-    ("cs_orders_attributed", "Paid orders that credit at least one served conversation.",
-     "orders_attributed"),
-    ("cs_refunds_amount", "Amount of refund requests.", "refunds_amount"),
-]
-# Shop counters with a label: (name, help, label, {label value: fact kind}).
-SHOP_LABELLED: list[tuple[str, str, str, dict[str, str]]] = [
+# Shop counters, as COUNTERS: (name, help, extra label, {label value: fact kind}).
+SHOP_COUNTERS: list[tuple[str, str, str, dict[str, str]]] = [
+    ("cs_orders", "Paid orders.", "", {"": "orders"}),
+    ("cs_orders_amount", "Amount of paid orders.", "", {"": "orders_amount"}),
+    ("cs_orders_attributed", "Paid orders that credit at least one served conversation.", "",
+     {"": "orders_attributed"}),
+    ("cs_refunds_amount", "Amount of refund requests.", "", {"": "refunds_amount"}),
     ("cs_refunds", "Refund requests by reason.", "reason",
      {r: f"refunds_{r}" for r in REFUND_REASONS}),
     ("cs_order_returns", "Orders sent back, by kind.", "kind",
@@ -351,7 +349,7 @@ class KpiCollector(Collector):
         for suffix, doc, kind in CUSTOMER_COUNTERS:
             fams.counter(prefix + suffix[: -len("_total")], doc, labels).add_metric(
                 vals, totals.get(kind, 0.0))
-        today = agg.days.get(series, {}).get(agg.today(series, now), {})
+        today = agg.today_counts(series, now)
         wl, wv = [*labels, "window"], [*vals, "today"]
         fams.gauge(prefix + "received_customers", "Customers received today.", wl).add_metric(
             wv, today.get("customers_received", 0.0))
@@ -414,14 +412,11 @@ class KpiCollector(Collector):
         fams.gauge("cs_peak_hour", "1 while the shop's peak calendar is active (local time).",
                    ["shop"]).add_metric(g, 1.0 if cal.is_peak(now / 1000.0) else 0.0)
         totals = agg.totals.get(series, {})
-        for name, doc, kind in SHOP_COUNTERS:
-            if kind in totals:
-                fams.counter(name, doc, ["shop"]).add_metric(g, totals[kind])
-        for name, doc, label, kinds in SHOP_LABELLED:
+        for name, doc, extra, kinds in SHOP_COUNTERS:
             for label_value, kind in kinds.items():
                 if kind in totals:
-                    fams.counter(name, doc, ["shop", label]).add_metric([shop, label_value],
-                                                                        totals[kind])
+                    fams.counter(name, doc, ["shop"] + ([extra] if extra else [])).add_metric(
+                        g + ([label_value] if extra else []), totals[kind])
         windows = agg.windows(series, now)
         live = agg.live.get(series) or Live()
         first = window_starts(now)["15m"]

@@ -230,11 +230,15 @@ class Aggregator:
             for name, first in firsts.items():
                 if s >= first:
                     merge(out[name], counts)
-        out["today"] = dict(self.days.get(series, {}).get(self.today(series, now), {}))
+        out["today"] = dict(self.today_counts(series, now))
         return out
 
     def today(self, series: str, now: int) -> str:
         return self._calendar(series).local_date(now / 1000.0)
+
+    def today_counts(self, series: str, now: int) -> Counts:
+        """The series' counts of ``now``'s local day (read only)."""
+        return self.days.get(series, {}).get(self.today(series, now), {})
 
     def presence(self, series: str, now: int) -> dict[str, Presence]:
         """An agent series' presence over each window's interval, and today's (``now`` ms)."""
