@@ -24,8 +24,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from cs_pulse.devkafka import KafkaBroker, free_port
-from cs_pulse.produce import EventProducer
+from cs_pulse.devtools.embedded_kafka import KafkaBroker, free_port
+from cs_pulse.sources.produce import EventProducer
 
 PARTITIONS = 4
 STAGES = ("event", "customer", "fact")

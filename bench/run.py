@@ -32,13 +32,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import generate_latest
 
-from cs_pulse import topics
-from cs_pulse.devkafka import KafkaBroker, free_port
-from cs_pulse.engine import Engine, Output, as_records
-from cs_pulse.exporter import engine_registry
-from cs_pulse.produce import EventProducer, event_key, send_batches
+from cs_pulse.devtools.embedded_kafka import KafkaBroker, free_port
+from cs_pulse.metrics.collector import engine_registry
 from cs_pulse.settings import Settings
-from cs_pulse.simulate import SimConfig, generate
+from cs_pulse.sources.produce import EventProducer, event_key, send_batches
+from cs_pulse.sources.simulate import SimConfig, generate
+from cs_pulse.worker import topics
+from cs_pulse.worker.engine import Engine, Output, as_records
 
 PARTITIONS = 8
 

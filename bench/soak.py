@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 from bench.run import PARTITIONS, Worker, create_topic, metric_sum, scrape
-from cs_pulse.devkafka import KafkaBroker
+from cs_pulse.devtools.embedded_kafka import KafkaBroker
 
 REPORT_SECONDS = 30.0
 

@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from cs_pulse.devkafka import DEFAULT_KAFKA_VERSION, KafkaBroker
+from cs_pulse.devtools.embedded_kafka import DEFAULT_KAFKA_VERSION, KafkaBroker
 
 
 @pytest.fixture(scope="session")

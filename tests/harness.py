@@ -17,11 +17,11 @@ from typing import Any
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cs_pulse.devkafka import free_port
-from cs_pulse.engine import Engine
-from cs_pulse.exporter import engine_registry
-from cs_pulse.inprocess import InProcess
+from cs_pulse.devtools.embedded_kafka import free_port
+from cs_pulse.metrics.collector import engine_registry
 from cs_pulse.settings import Settings
+from cs_pulse.worker.engine import Engine
+from cs_pulse.worker.inprocess import InProcess
 
 Samples = list[tuple[str, dict[str, str], float]]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from cs_pulse.devkafka import free_port
+from cs_pulse.devtools.embedded_kafka import free_port
 
 REPO = Path(__file__).parents[1]
 

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
 
-from cs_pulse.produce import event_key
+from cs_pulse.sources.produce import event_key
 
 Record = tuple[int, int, bytes | None, bytes | None]
 # Opening hours (email and social tiers count only them) around the story starts, a closed

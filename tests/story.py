@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 
-from cs_pulse.inprocess import InProcess, Sample
 from cs_pulse.settings import Settings
+from cs_pulse.worker.inprocess import InProcess, Sample
 from factory import T0, event_dict
 
 Record = tuple[int, int, bytes | None, bytes | None]

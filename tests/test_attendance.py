@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from cs_pulse.attendance import attendance, day_log
+from cs_pulse.reports.attendance import attendance, day_log
 from cs_pulse.settings import Settings
 from factory import T0
 from story import Story

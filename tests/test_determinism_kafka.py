@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from cs_pulse.audit.run import read_topic, settle
-from cs_pulse.devkafka import KafkaBroker
-from cs_pulse.produce import EventProducer, paced
-from cs_pulse.replay import load, publish
-from cs_pulse.simulate import SimConfig, generate
+from cs_pulse.devtools.embedded_kafka import KafkaBroker
+from cs_pulse.sources.produce import EventProducer, paced
+from cs_pulse.sources.replay import load, publish
+from cs_pulse.sources.simulate import SimConfig, generate
 from factory import peak_tz
 from harness import Samples, Topology, WorkerProcess, assert_same, comparable, recompute, value
 from test_workers_kafka import FAST_REBALANCE, wait_for_match

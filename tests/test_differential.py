@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from cs_pulse.audit.compare import compared, differences, table
 from cs_pulse.audit.recompute import recompute
-from cs_pulse.inprocess import InProcess, Sample
 from cs_pulse.settings import Settings
+from cs_pulse.worker.inprocess import InProcess, Sample
 from stories import SHOPS, Story, generate
 
 EXAMPLES = int(os.environ.get("CS_PULSE_STORIES", "200"))

@@ -14,8 +14,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 import factory
-from cs_pulse.devkafka import KafkaBroker
-from cs_pulse.produce import EventProducer, produce
+from cs_pulse.devtools.embedded_kafka import KafkaBroker
+from cs_pulse.sources.produce import EventProducer, produce
 from factory import event_dict
 from harness import Topology, WorkerProcess, value
 

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from cs_pulse.devkafka import KafkaBroker
-from cs_pulse.produce import EventProducer, paced
-from cs_pulse.simulate import SimConfig, generate
+from cs_pulse.devtools.embedded_kafka import KafkaBroker
+from cs_pulse.sources.produce import EventProducer, paced
+from cs_pulse.sources.simulate import SimConfig, generate
 from factory import peak_tz
 from harness import Topology, WorkerProcess
 from promstack import REPO, Alertmanager, Prometheus, WebhookSink

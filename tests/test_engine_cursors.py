@@ -9,10 +9,10 @@ import zlib
 import orjson
 import pytest
 
-from cs_pulse.engine import CUSTOMERS, EVENTS, FACTS, Engine, as_records
-from cs_pulse.produce import event_key
 from cs_pulse.settings import Settings
-from cs_pulse.simulate import SimConfig, generate
+from cs_pulse.sources.produce import event_key
+from cs_pulse.sources.simulate import SimConfig, generate
+from cs_pulse.worker.engine import CUSTOMERS, EVENTS, FACTS, Engine, as_records
 from factory import event_dict, peak_tz
 from harness import assert_same, comparable, exported
 
@@ -284,7 +284,7 @@ def test_the_customer_stage_forgets_only_what_no_source_can_still_join() -> None
 def test_customer_joins_do_not_depend_on_partition_skew_or_sweep_timing() -> None:
     """One events partition read days ahead of the others (a catch-up), with the customer
     stage swept all along: repeat contacts and conversions found are those of an even read."""
-    from cs_pulse.inprocess import InProcess
+    from cs_pulse.worker.inprocess import InProcess
 
     cfg = SimConfig(seed=3, start=time.time() - 3 * 86400, duration=2 * 86400, shops=1,
                     agents_per_shop=8, tz=peak_tz())

@@ -17,10 +17,10 @@ import orjson
 import pytest
 
 from cs_pulse.audit.run import read_topic
-from cs_pulse.devkafka import KafkaBroker
-from cs_pulse.history import HistoryWriter, read_history
-from cs_pulse.produce import EventProducer
-from cs_pulse.simulate import SimConfig, generate
+from cs_pulse.devtools.embedded_kafka import KafkaBroker
+from cs_pulse.reports.history import HistoryWriter, read_history
+from cs_pulse.sources.produce import EventProducer
+from cs_pulse.sources.simulate import SimConfig, generate
 from harness import Topology
 
 DAY_MS = 86_400_000

@@ -14,11 +14,11 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from cs_pulse.chatwoot import build_webhook_app, map_payload, sign
-from cs_pulse.devkafka import KafkaBroker
+from cs_pulse.devtools.embedded_kafka import KafkaBroker
 from cs_pulse.ingest.decode import Decoder, Rejected
-from cs_pulse.produce import EventProducer
-from cs_pulse.replay import load
+from cs_pulse.sources.chatwoot import build_webhook_app, map_payload, sign
+from cs_pulse.sources.produce import EventProducer
+from cs_pulse.sources.replay import load
 from harness import Topology
 
 pytestmark = pytest.mark.kafka

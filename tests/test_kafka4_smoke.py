@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cs_pulse.devkafka import KafkaBroker
+from cs_pulse.devtools.embedded_kafka import KafkaBroker
 from test_e2e_kafka import test_worker_exports_exact_first_response_and_reply_rate as scenario
 
 pytestmark = [

@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from cs_pulse.produce import paced
+from cs_pulse.sources.produce import paced
 
 
 def drain(events: AsyncIterator[dict[str, Any]]) -> tuple[list[dict[str, Any]], float]:

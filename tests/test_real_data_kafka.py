@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from cs_pulse.audit.run import audit, read_topic, settle
-from cs_pulse.devkafka import KafkaBroker
-from cs_pulse.produce import EventProducer
-from cs_pulse.replay import load
+from cs_pulse.devtools.embedded_kafka import KafkaBroker
 from cs_pulse.settings import Settings, shops_config
-from cs_pulse.simulate import SimConfig, generate
+from cs_pulse.sources.produce import EventProducer
+from cs_pulse.sources.replay import load
+from cs_pulse.sources.simulate import SimConfig, generate
 from harness import Samples, Topology, WorkerProcess, value
 from oracles import twitter_raw
 from oracles.bank_raw import figures

@@ -15,13 +15,13 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
-from cs_pulse import scorecard
-from cs_pulse.attendance import attendance
 from cs_pulse.audit.run import partition_file
-from cs_pulse.history import HistoryWriter, read_history
-from cs_pulse.scorecard import DEFAULT_RULES, Indicator, Rules, month_bounds, score
+from cs_pulse.reports import scorecard
+from cs_pulse.reports.attendance import attendance
+from cs_pulse.reports.history import HistoryWriter, read_history
+from cs_pulse.reports.scorecard import DEFAULT_RULES, Indicator, Rules, month_bounds, score
 from cs_pulse.settings import Settings, shops_config
-from cs_pulse.simulate import SimConfig, generate
+from cs_pulse.sources.simulate import SimConfig, generate
 from factory import T0
 from oracles.bank_raw import figures
 from story import Story

@@ -9,12 +9,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from cs_pulse.chatwoot import map_payload
 from cs_pulse.domain.model import Event
 from cs_pulse.ingest import phrases
 from cs_pulse.ingest.decode import Decoder
 from cs_pulse.ingest.phrases import PhraseMatcher
 from cs_pulse.settings import forbidden_phrases_config
+from cs_pulse.sources.chatwoot import map_payload
 from factory import event_dict
 from story import Story
 

@@ -68,7 +68,7 @@ def test_no_traffic_needs_no_one() -> None:
 
 
 def test_staffing_cli_table_marks_the_recommendation() -> None:
-    from cs_pulse.staffing_cli import table
+    from cs_pulse.reports.staffing_table import table
 
     out = table(100, 1800, 180, 0.8, 20, patience=120)
     assert "recommendation: 14 servers = 14 agents" in out
@@ -83,7 +83,7 @@ def _staffing_gauges(conversations: int) -> dict[str, float]:
     with 5 agents online at 2 chats each."""
     import orjson
 
-    from cs_pulse.inprocess import InProcess
+    from cs_pulse.worker.inprocess import InProcess
 
     now = time.time()
     events: list[dict[str, object]] = []

@@ -10,7 +10,7 @@ import pytest
 
 from cs_pulse.domain.aggregate import Aggregator, slot_of, window_starts
 from cs_pulse.domain.calendar import Calendars, ShopCalendar
-from cs_pulse.domain.catalogue import RESPONSE_BUCKETS, quantile
+from cs_pulse.domain.facts import RESPONSE_BUCKETS, quantile
 from cs_pulse.domain.kpis import kpis
 from cs_pulse.domain.model import Fact, agent_series, queue_series, shop_series
 from cs_pulse.domain.ordering import Reorder

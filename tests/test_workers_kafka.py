@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from cs_pulse.devkafka import KafkaBroker
-from cs_pulse.produce import EventProducer
-from cs_pulse.simulate import SimConfig, generate
+from cs_pulse.devtools.embedded_kafka import KafkaBroker
+from cs_pulse.sources.produce import EventProducer
+from cs_pulse.sources.simulate import SimConfig, generate
 from factory import peak_tz
 from harness import Samples, Topology, WorkerProcess, comparable, recompute, value
 

@@ -104,9 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     if args.command == "worker":
-        from cs_pulse.app import build_app
         from cs_pulse.settings import Settings
-        from cs_pulse.topics import TopicMismatch, ensure_topics
+        from cs_pulse.worker.app import build_app
+        from cs_pulse.worker.topics import TopicMismatch, ensure_topics
 
         try:
             asyncio.run(ensure_topics(Settings()))
@@ -118,24 +118,24 @@ def main(argv: list[str] | None = None) -> int:
         app.main()
         return 0
     if args.command == "simulate":
-        from cs_pulse.simulate import run_simulation
+        from cs_pulse.sources.simulate import run_simulation
 
         return asyncio.run(run_simulation(args))
     if args.command == "replay":
-        from cs_pulse.replay import run_replay
+        from cs_pulse.sources.replay import run_replay
 
         return asyncio.run(run_replay(args))
     if args.command == "demo":
-        from cs_pulse.demo import run_demo
+        from cs_pulse.devtools.demo import run_demo
 
         return run_demo(args)
     if args.command == "staffing":
-        from cs_pulse.staffing_cli import print_table
+        from cs_pulse.reports.staffing_table import print_table
 
         print_table(args)
         return 0
     if args.command == "webhook":
-        from cs_pulse.chatwoot import run_webhook
+        from cs_pulse.sources.chatwoot import run_webhook
 
         return asyncio.run(run_webhook(args.port))
     if args.command == "audit":
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "attendance":
         return run_attendance_command(args)
     if args.command == "kafka":
-        from cs_pulse.devkafka import KafkaBroker
+        from cs_pulse.devtools.embedded_kafka import KafkaBroker
 
         broker = KafkaBroker(port=args.port).start()
         print(f"Kafka on {broker.bootstrap} (^C to stop)", flush=True)
@@ -168,7 +168,7 @@ def run_sink_command(args: argparse.Namespace) -> int:
     import signal
     from pathlib import Path
 
-    from cs_pulse.history import run_sink
+    from cs_pulse.reports.history import run_sink
     from cs_pulse.settings import Settings
 
     settings = Settings()
@@ -190,7 +190,7 @@ def run_scorecard_command(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from cs_pulse import scorecard
+    from cs_pulse.reports import scorecard
     from cs_pulse.settings import Settings
 
     settings = Settings()
@@ -213,7 +213,7 @@ def history_records(args: argparse.Namespace, settings: Any) -> list[Any]:
         from cs_pulse.audit.run import partition_file
 
         return partition_file(Path(args.file), args.format, settings.partitions)
-    from cs_pulse.history import read_history
+    from cs_pulse.reports.history import read_history
 
     return read_history(Path(args.history))
 
@@ -221,7 +221,7 @@ def history_records(args: argparse.Namespace, settings: Any) -> list[Any]:
 def run_attendance_command(args: argparse.Namespace) -> int:
     from datetime import date
 
-    from cs_pulse import attendance
+    from cs_pulse.reports import attendance
     from cs_pulse.settings import Settings
 
     settings = Settings()

@@ -24,9 +24,9 @@ from typing import Any
 import orjson
 
 from cs_pulse.audit.compare import Key, compared, differences, table
-from cs_pulse.engine import Record
-from cs_pulse.inprocess import InProcess, Sample, parse
 from cs_pulse.settings import Settings
+from cs_pulse.worker.engine import Record
+from cs_pulse.worker.inprocess import InProcess, Sample, parse
 
 
 def partition_file(path: Path, fmt: str | None, partitions: int) -> list[Record]:
@@ -34,8 +34,8 @@ def partition_file(path: Path, fmt: str | None, partitions: int) -> list[Record]
     default (murmur2) partitioner, offsets in file order."""
     from aiokafka.partitioner import DefaultPartitioner
 
-    from cs_pulse.produce import event_key
-    from cs_pulse.replay import load
+    from cs_pulse.sources.produce import event_key
+    from cs_pulse.sources.replay import load
 
     partitioner = DefaultPartitioner()
     all_partitions = list(range(partitions))

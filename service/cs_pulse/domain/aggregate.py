@@ -20,8 +20,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .calendar import Calendars, ShopCalendar
-from .catalogue import COUNTERS, DAY_KINDS, HISTOGRAMS, HOURLY_KINDS, bucket_index
 from .clock import EventClock
+from .facts import COUNTERS, DAY_KINDS, HISTOGRAMS, HOURLY_KINDS, bucket_index
 from .model import Fact, series_shop
 from .origins import Origin, Origins
 from .presence import Interval, Presence, Status, presence

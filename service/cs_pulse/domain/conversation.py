@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .catalogue import (
+from .facts import (
     CLOSED_KEPT_MS,
     OPEN_IDLE_MS,
     SERVICE_LEVEL_TARGET_MS,

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .calendar import Calendars
-from .catalogue import (
+from .facts import (
     AFTERSALE_HORIZON_MS,
     CONVERSION_HORIZON_MS,
     CUSTOMER_KEPT_MS,

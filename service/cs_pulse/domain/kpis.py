@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .catalogue import HISTOGRAMS, quantile
+from .facts import HISTOGRAMS, quantile
 from .presence import Presence
 from .tiers import TIER_KINDS
 

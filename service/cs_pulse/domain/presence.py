@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .catalogue import ONLINE_STATUSES
+from .facts import ONLINE_STATUSES
 
 Status = list[Any]        # [ts ms, status, max concurrency], in the order they took effect
 Interval = list[Any]      # [open ms, close ms or None]

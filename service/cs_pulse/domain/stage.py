@@ -12,7 +12,6 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalogue import ONLINE_STATUSES
 from .conversation import (
     OPENING_TYPES,
     ORPHAN_TYPES,
@@ -24,6 +23,7 @@ from .conversation import (
     expire,
     order_event,
 )
+from .facts import ONLINE_STATUSES
 from .model import Event, agent_series, shop_series
 from .ordering import Reorder
 

@@ -23,7 +23,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from cs_pulse.domain.aggregate import Aggregator, Counts, Live, window_starts
-from cs_pulse.domain.catalogue import CUSTOMER_HOUR_KINDS, HISTOGRAMS, HOURLY_KINDS, REFUND_REASONS
+from cs_pulse.domain.facts import CUSTOMER_HOUR_KINDS, HISTOGRAMS, HOURLY_KINDS, REFUND_REASONS
 from cs_pulse.domain.kpis import (
     customer_kpis,
     hist_counts,
@@ -45,9 +45,9 @@ from cs_pulse.domain.model import (
 from cs_pulse.domain.presence import status_at
 from cs_pulse.domain.staffing import recommend
 from cs_pulse.domain.tiers import TIER_KINDS
-from cs_pulse.engine import Engine
-from cs_pulse.pipeline import LAG_BUCKETS, PipelineStats
 from cs_pulse.settings import Settings
+from cs_pulse.worker.engine import Engine
+from cs_pulse.worker.pipeline import LAG_BUCKETS, PipelineStats
 
 # Counters from totals: (name suffix, help, extra label, {label value: fact kind}).
 COUNTERS: list[tuple[str, str, str, dict[str, str]]] = [

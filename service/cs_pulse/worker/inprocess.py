@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterable
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cs_pulse.engine import Engine, Output, Record, as_records
-from cs_pulse.exporter import engine_registry
 from cs_pulse.ingest.decode import Decoder
+from cs_pulse.metrics.collector import engine_registry
 from cs_pulse.settings import Settings
+from cs_pulse.worker.engine import Engine, Output, Record, as_records
 
 Sample = tuple[str, dict[str, str], float]
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_KAFKA_VERSION = "3.9.1"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 
 
@@ -191,7 +191,7 @@ class KafkaBroker:
         self.stop()
 
 
-if __name__ == "__main__":  # ``python -m cs_pulse.devkafka [VERSION]`` pre-fetches the jars
+if __name__ == "__main__":  # ``python -m cs_pulse.devtools.embedded_kafka [VERSION]``: fetch jars
     import sys
 
     print(resolve_jars(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_KAFKA_VERSION))

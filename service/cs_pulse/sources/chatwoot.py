@@ -25,10 +25,10 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from cs_pulse.ingest import phrases
-from cs_pulse.produce import EventProducer
 from cs_pulse.settings import Settings
+from cs_pulse.sources.produce import EventProducer
 
-log = logging.getLogger("cs_pulse.chatwoot")
+log = logging.getLogger("cs_pulse.sources.chatwoot")
 FRESHNESS_SECONDS = 300.0
 MAX_BODY_BYTES = 1024 * 1024
 CHANNELS = {"Channel::WebWidget": "chat", "Channel::Api": "chat", "Channel::Email": "email",

@@ -15,7 +15,7 @@ from collections import defaultdict
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from cs_pulse.devkafka import KafkaBroker, free_port
+from cs_pulse.devtools.embedded_kafka import KafkaBroker, free_port
 
 
 def scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:

@@ -15,9 +15,9 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from cs_pulse.engine import Record
-from cs_pulse.scorecard import AgentKey, before, stamped
+from cs_pulse.reports.scorecard import AgentKey, before, stamped
 from cs_pulse.settings import Settings
+from cs_pulse.worker.engine import Record
 
 ONLINE = ("online", "busy")
 

@@ -27,7 +27,7 @@ from functools import partial
 from typing import Any
 
 from cs_pulse.domain.calendar import ShopCalendar
-from cs_pulse.domain.catalogue import REFUND_REASONS
+from cs_pulse.domain.facts import REFUND_REASONS
 
 # Relative arrival intensity by local hour: quiet night, the three peaks of the SPEC.
 HOURLY_CURVE = (
@@ -354,9 +354,9 @@ def generate(cfg: SimConfig) -> Iterator[dict[str, Any]]:
 
 
 async def run_simulation(args: argparse.Namespace) -> int:
-    from cs_pulse.produce import EventProducer, paced
     from cs_pulse.settings import Settings
-    from cs_pulse.topics import ensure_topics
+    from cs_pulse.sources.produce import EventProducer, paced
+    from cs_pulse.worker.topics import ensure_topics
 
     settings = Settings()
     await ensure_topics(settings)

@@ -24,10 +24,10 @@ from faust.types import TP, TableT
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from cs_pulse.engine import CUSTOMERS, EVENTS, FACTS, Change, Engine, Output, Record
-from cs_pulse.exporter import engine_registry
-from cs_pulse.produce import send_batches
+from cs_pulse.metrics.collector import engine_registry
 from cs_pulse.settings import Settings
+from cs_pulse.sources.produce import send_batches
+from cs_pulse.worker.engine import CUSTOMERS, EVENTS, FACTS, Change, Engine, Output, Record
 
 log = logging.getLogger("cs_pulse")
 SWEEP_SECONDS = 10.0

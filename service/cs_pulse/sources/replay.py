@@ -26,10 +26,10 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from cs_pulse.produce import EventProducer, paced
 from cs_pulse.settings import Settings
+from cs_pulse.sources.produce import EventProducer, paced
 
-log = logging.getLogger("cs_pulse.replay")
+log = logging.getLogger("cs_pulse.sources.replay")
 Event = dict[str, Any]
 BANK_SHOP = "anonymous-bank"
 BANK_COLUMNS = ("vru+line", "call_id", "customer_id", "priority", "type", "date", "vru_entry",

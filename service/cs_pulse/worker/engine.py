@@ -38,14 +38,14 @@ from typing import Any
 import orjson
 
 from cs_pulse.domain.aggregate import Aggregator
-from cs_pulse.domain.catalogue import PROGRESS_STEP_MS
 from cs_pulse.domain.conversation import Out
 from cs_pulse.domain.customers import CustomerStage
+from cs_pulse.domain.facts import PROGRESS_STEP_MS
 from cs_pulse.domain.model import CustomerRecord, Event, Fact
 from cs_pulse.domain.stage import ConversationStage
 from cs_pulse.ingest.decode import Decoder, Rejected
-from cs_pulse.pipeline import PipelineStats
 from cs_pulse.settings import Settings
+from cs_pulse.worker.pipeline import PipelineStats
 
 Record = tuple[int, int, bytes | None, bytes | None]
 Change = tuple[int, bytes, bytes | None]   # (partition, key, value or None = delete)

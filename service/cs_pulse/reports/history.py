@@ -28,9 +28,9 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from cs_pulse.engine import Record
+from cs_pulse.worker.engine import Record
 
-log = logging.getLogger("cs_pulse.history")
+log = logging.getLogger("cs_pulse.reports.history")
 CURSORS = "cursors.json"
 TAIL_BYTES = 512 * 1024   # longer than any line: a record is at most 64 KiB before escaping
 

@@ -25,8 +25,8 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from cs_pulse.engine import Record
 from cs_pulse.settings import Settings
+from cs_pulse.worker.engine import Record
 
 Counts = dict[str, float]
 AgentKey = tuple[str, str, str]   # shop, team, agent
