@@ -10,8 +10,6 @@ import os
 import sys
 from typing import Any
 
-EX_CONFIG = 78   # a topic exists with the wrong partition count: restarting will not help
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cs-pulse", description=__doc__)
@@ -105,18 +103,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "worker":
         from cs_pulse.settings import Settings
-        from cs_pulse.worker.app import build_app
-        from cs_pulse.worker.topics import TopicMismatch, ensure_topics
+        from cs_pulse.worker.app import run_worker
 
-        try:
-            asyncio.run(ensure_topics(Settings()))
-        except TopicMismatch as exc:
-            logging.getLogger("cs_pulse").error("cannot start: %s", exc)
-            return EX_CONFIG
-        app = build_app()
-        sys.argv = ["cs-pulse", "worker", "--loglevel", args.loglevel, "--without-web"]
-        app.main()
-        return 0
+        return run_worker(Settings(), args.loglevel)
     if args.command == "simulate":
         from cs_pulse.sources.simulate import run_simulation
 

@@ -35,6 +35,24 @@ WATCHDOG_SECONDS = 5.0
 FLUSH_SECONDS = 1.0
 IDLE_CHECK_SECONDS = 0.5
 EXIT_UNFLUSHED = 75   # EX_TEMPFAIL: restart me
+EX_CONFIG = 78        # a topic exists with the wrong partition count: restarting will not help
+
+
+def run_worker(settings: Settings, loglevel: str = "warn") -> int:
+    """Create the topics, then run one worker until it is stopped (SIGTERM/SIGINT)."""
+    from faust.worker import Worker
+    from mode.utils.loops import get_event_loop
+
+    from cs_pulse.worker.topics import TopicMismatch, ensure_topics
+
+    try:
+        asyncio.run(ensure_topics(settings))
+    except TopicMismatch as exc:
+        log.error("cannot start: %s", exc)
+        return EX_CONFIG
+    app = build_app(settings)
+    Worker(app, loglevel=loglevel, redirect_stdouts=False,
+           loop=get_event_loop()).execute_from_commandline()
 
 
 def build_app(settings: Settings | None = None, engine: Engine | None = None) -> faust.App:
