@@ -5,7 +5,6 @@ breach travels Prometheus -> Alertmanager -> the on-call webhook."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import re
 import threading
@@ -17,6 +16,7 @@ import pytest
 import yaml
 
 from cs_pulse.devtools.embedded_kafka import KafkaBroker
+from cs_pulse.metrics import dashboards
 from cs_pulse.sources.produce import EventProducer, paced
 from cs_pulse.sources.simulate import SimConfig, generate
 from factory import peak_tz
@@ -28,19 +28,9 @@ ALL_DAY_PEAK = {"default": {"tz": "UTC", "peaks": [["00:00", "24:00"]]}}
 
 
 def panel_queries() -> list[tuple[str, str]]:
-    spec = importlib.util.spec_from_file_location("grafana_build", REPO / "grafana/build.py")
-    assert spec and spec.loader
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
-    out: list[tuple[str, str]] = []
-    for name, board in build.DASHBOARDS.items():
-        for p in board["panels"]:
-            out += [(f"{name}/{p['title']}/{t['refId']}", t["expr"]) for t in p["targets"]]
-        for v in board["templating"]["list"]:
-            inner = re.fullmatch(r"label_values\((.*),\s*\w+\)", v["query"]["query"])
-            assert inner, v["query"]["query"]
-            out.append((f"{name}/variable {v['name']}", inner.group(1)))
-        out += [(f"{name}/annotation", a["expr"]) for a in board["annotations"]["list"]]
+    out: list[tuple[str, str]] = [(f"{name}/{i}: {expr}", expr)
+                                  for name, exprs in dashboards.queries().items()
+                                  for i, expr in enumerate(exprs)]
     rules = yaml.safe_load((REPO / "grafana/provisioning/alerting/cs-pulse-rules.yml")
                            .read_text())
     out += [(f"grafana-rule/{r['uid']}", d["model"]["expr"]) for g in rules["groups"]
@@ -49,13 +39,9 @@ def panel_queries() -> list[tuple[str, str]]:
 
 
 def test_committed_dashboards_are_built_from_code() -> None:
-    spec = importlib.util.spec_from_file_location("grafana_build", REPO / "grafana/build.py")
-    assert spec and spec.loader
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
-    for name, text in build.render().items():
-        assert (REPO / "grafana/dashboards" / name).read_text() == text, \
-            f"{name} is stale: run python grafana/build.py"
+    for rel, text in dashboards.render().items():
+        assert (REPO / rel).read_text() == text, \
+            f"{rel} is stale: run python -m cs_pulse.metrics.dashboards"
 
 
 def breach_events(i: int, t0: float) -> list[tuple[float, dict[str, Any]]]:
