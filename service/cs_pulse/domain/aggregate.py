@@ -22,7 +22,7 @@ from typing import Any
 from .calendar import Calendars, ShopCalendar
 from .clock import EventClock
 from .facts import COUNTERS, DAY_KINDS, HISTOGRAMS, HOURLY_KINDS, bucket_index
-from .model import Fact, series_shop
+from .model import QUEUE, Fact, series_shop
 from .origins import Origin, Origins
 from .presence import Interval, Presence, Status, presence
 from .tiers import TIER_KINDS
@@ -133,7 +133,7 @@ class Aggregator:
         kind = fact.kind
         if kind in COUNTERS or kind in HISTOGRAMS:
             self._fold(fact.series, fact.ts, kind, fact.value)
-            if kind == "first_response" and fact.series.startswith("q|"):
+            if kind == "first_response" and fact.series[0] == QUEUE:
                 self._fold_tiers(fact)
             return True
         live = self._live(fact.series)

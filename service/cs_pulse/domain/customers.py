@@ -163,7 +163,7 @@ class CustomerStage:
         day = cal.local_date(ts / 1000.0)
         midnight = round(cal.midnight(ts / 1000.0) * 1000)
         hour = cal.local_hour(created / 1000.0)
-        agents = [s for s in series if s.startswith(AGENT)]
+        agents = [s for s in series if s[0] == AGENT]
         for s in [*agents, *map(team_series, agents)]:
             rec = next((x for x in cust.receptions if x[0] == s and x[1] == day), None)
             if rec is None:

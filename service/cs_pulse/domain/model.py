@@ -8,11 +8,21 @@ never 29.999999 or 30.000001 s depending on the order of float operations.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-# A series is the label set a fact is counted under, kept as one string (a Kafka key and a dict
-# key). The first field says which kind it is, so a queue without name never aliases the shop.
-QUEUE, AGENT, TEAM = "q", "a", "t"   # and "s": a shop
+
+class SeriesKind(StrEnum):
+    """A series is the label set a fact is counted under, kept as one string (a Kafka key and a
+    dict key). Its first field is its kind, so a queue without name never aliases the shop."""
+
+    QUEUE = "q"
+    AGENT = "a"
+    TEAM = "t"
+    SHOP = "s"
+
+
+QUEUE, AGENT, TEAM, SHOP = SeriesKind.QUEUE, SeriesKind.AGENT, SeriesKind.TEAM, SeriesKind.SHOP
 QUEUE_LABELS = ("shop", "queue", "channel")
 AGENT_LABELS = ("shop", "team", "agent")
 TEAM_LABELS = ("shop", "team")
@@ -36,11 +46,12 @@ def shop_series(shop: str) -> str:
     return f"s|{shop}"
 
 
-def parse_series(key: str) -> tuple[str, tuple[str, ...]]:
-    """(kind, label values): ``("q", (shop, queue, channel))``, ``("a", (shop, team, agent))``
-    or ``("s", (shop,))``. Label values never contain "|" (the schemas forbid it)."""
+def parse_series(key: str) -> tuple[SeriesKind, tuple[str, ...]]:
+    """(kind, label values): ``(QUEUE, (shop, queue, channel))``, ``(AGENT, (shop, team,
+    agent))``, ``(TEAM, (shop, team))`` or ``(SHOP, (shop,))``. Label values never contain "|"
+    (the schemas forbid it)."""
     kind, *values = key.split("|")
-    return kind, tuple(values)
+    return SeriesKind(kind), tuple(values)
 
 
 def series_shop(key: str) -> str:

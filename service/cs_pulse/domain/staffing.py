@@ -14,6 +14,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .aggregate import Counts, Live, window_starts
+from .kpis import kpis, ratio
+
 
 def erlang_b(servers: int, load: float) -> float:
     b = 1.0
@@ -133,3 +136,44 @@ def recommend(arrival_rate: float, aht_seconds: float, agents_online: int,
         sl, abandon = 0.0, 1.0 if patience_seconds else None
     return Recommendation(arrival_rate, aht_seconds, concurrency, load, agents, servers,
                           agents_online, sl, asa, abandon, agents - agents_online)
+
+
+@dataclass(frozen=True)
+class Staffing:
+    """A shop's staffing figures now: the Erlang inputs derived from its windows and roster,
+    and what they give. ``None`` where a figure has no meaning (no handle time yet)."""
+
+    arrivals_per_second: float
+    handle_seconds: float
+    concurrency: float
+    agents_online: float
+    patience_seconds: float | None
+    agents_needed: float | None
+    gap: float | None
+    expected_service_level: float | None
+    expected_asa_seconds: float | None
+    expected_abandon: float | None
+
+
+def shop_staffing(windows: dict[str, Counts], live: Live, now: int, target_level: float,
+                  target_seconds: float) -> Staffing:
+    """Arrivals: waits begun in the last 15 min, settled or not, per second. Handle time: the
+    60 min mean, else today's. Patience: (answered waits + abandon waits) / abandons over 60 min.
+    Concurrency: the mean max concurrency of the agents online (README "Staffing")."""
+    first = window_starts(now)["15m"]
+    unsettled = sum(1 for since in live.unsettled.values() if since >= first)
+    arrivals = (windows["15m"].get("queued", 0.0) + unsettled) / 900.0
+    hour = windows["60m"]
+    aht = kpis(hour)["aht_seconds"] or kpis(windows["today"])["aht_seconds"] or 0.0
+    patience = ratio(hour.get("first_response:sum", 0.0) + hour.get("abandon_wait:sum", 0.0),
+                     hour.get("abandon_wait:count", 0.0))
+    roster = live.roster
+    concurrency = sum(roster.values()) / len(roster) if roster else 1.0
+    rec = recommend(arrivals, aht, len(roster), concurrency, target_level, target_seconds,
+                    patience)
+    known = aht > 0
+    asa = rec.expected_asa_seconds
+    return Staffing(arrivals, aht, concurrency, float(len(roster)), patience,
+                    float(rec.agents_needed) if known else None,
+                    float(rec.gap) if known else None, rec.expected_service_level,
+                    asa if asa != math.inf else None, rec.expected_abandon)

@@ -21,7 +21,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 
-from cs_pulse.metrics.collector import engine_registry
+from cs_pulse.metrics.collector import worker_registry
 from cs_pulse.metrics.http import metrics_app, serve
 from cs_pulse.settings import Settings
 from cs_pulse.sources.produce import send_batches
@@ -213,7 +213,7 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
     app.timer(SWEEP_SECONDS)(worker.sweep)
     app.timer(WATCHDOG_SECONDS)(worker.watchdog)
 
-    registry = engine_registry(engine, settings, extra=bus.gauges)
+    registry = worker_registry(engine, settings, extra=bus.gauges)
 
     async def ready(_: web.Request) -> web.Response:
         """200 once every stage owns partitions here and recovery is over; 503 until then

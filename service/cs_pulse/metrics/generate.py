@@ -1,0 +1,49 @@
+"""Write (or ``--check``) every file generated from the catalogue: Prometheus and Grafana
+rules, dashboards and the README's metric table. ``python -m cs_pulse.metrics.generate``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cs_pulse.metrics import readme, rules
+
+
+def repo_root() -> Path:
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").exists():
+            return folder
+    raise SystemExit("run from inside the repository (no pyproject.toml found)")
+
+
+def generated(root: Path) -> dict[str, str]:
+    from cs_pulse.metrics import dashboards  # needs the dev extra (grafana-foundation-sdk)
+
+    return {**rules.render(), **dashboards.render(), **readme.render(root)}
+
+
+def stale(root: Path) -> list[str]:
+    return [path for path, text in generated(root).items()
+            if not (root / path).exists() or (root / path).read_text() != text]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--root", type=Path, default=None)
+    parser.add_argument("--check", action="store_true", help="exit 1 if a file is stale")
+    args = parser.parse_args(argv)
+    root = args.root or repo_root()
+    if args.check:
+        old = stale(root)
+        for path in old:
+            print(f"stale: {path} (run python -m cs_pulse.metrics.generate)", file=sys.stderr)
+        return 1 if old else 0
+    for path, text in generated(root).items():
+        (root / path).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
