@@ -61,7 +61,7 @@ def test_committed_json_is_rendered_from_code() -> None:
     for rel, text in rendered.items():
         assert text.endswith("}\n")
         assert (REPO / rel).read_text() == text, \
-            f"{rel} is stale: run python -m cs_pulse.metrics.dashboards"
+            f"{rel} is stale: run python -m cs_pulse.metrics.generate"
     assert not (REPO / "grafana/build.py").exists()
 
 
@@ -192,10 +192,3 @@ def test_changing_a_threshold_changes_the_rendered_steps(monkeypatch: pytest.Mon
 ])
 def test_threshold_steps(t: slo.Threshold | None, want: list[tuple[float | None, str]]) -> None:
     assert [(s.value, s.color) for s in dashboards.threshold_steps(t)] == want
-
-
-def test_main_writes_relative_to_root(tmp_path: Path) -> None:
-    (tmp_path / "pyproject.toml").write_text("")
-    assert dashboards.main(["--root", str(tmp_path)]) == 0
-    for rel, text in dashboards.render().items():
-        assert (tmp_path / rel).read_text() == text

@@ -1,5 +1,5 @@
 """Prometheus rules and Alertmanager config, checked by Debian's promtool and amtool; the rule
-files generated from the SLO catalogue (``python -m cs_pulse.metrics.rules``)."""
+files generated from the SLO catalogue (``python -m cs_pulse.metrics.generate``)."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def by_name(text: str) -> dict[str, dict[str, Any]]:
 def test_committed_rule_files_are_generated_from_the_catalogue() -> None:
     for path, text in rules.render().items():
         assert (REPO / path).read_text() == text, \
-            f"{path} is stale: run python -m cs_pulse.metrics.rules"
+            f"{path} is stale: run python -m cs_pulse.metrics.generate"
 
 
 def test_generated_yaml_reads_back_as_the_documents() -> None:

@@ -41,7 +41,7 @@ def panel_queries() -> list[tuple[str, str]]:
 def test_committed_dashboards_are_built_from_code() -> None:
     for rel, text in dashboards.render().items():
         assert (REPO / rel).read_text() == text, \
-            f"{rel} is stale: run python -m cs_pulse.metrics.dashboards"
+            f"{rel} is stale: run python -m cs_pulse.metrics.generate"
 
 
 def breach_events(i: int, t0: float) -> list[tuple[float, dict[str, Any]]]:

@@ -88,3 +88,13 @@ def test_the_readme_table_lists_every_family() -> None:
 
 def test_no_generated_file_is_stale() -> None:
     assert generate.stale(ROOT) == [], "run python -m cs_pulse.metrics.generate"
+
+
+def test_generate_writes_every_file_into_a_root_and_then_finds_none_stale(tmp_path: Path
+                                                                          ) -> None:
+    (tmp_path / "README.md").write_text((ROOT / "README.md").read_text())
+    assert generate.main(["--root", str(tmp_path)]) == 0
+    assert generate.stale(tmp_path) == []
+    assert generate.main(["--root", str(tmp_path), "--check"]) == 0
+    (tmp_path / "grafana/dashboards/floor.json").write_text("{}")
+    assert generate.main(["--root", str(tmp_path), "--check"]) == 1

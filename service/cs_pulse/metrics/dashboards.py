@@ -1,6 +1,6 @@
 """Grafana dashboards as typed code (grafana-foundation-sdk builders).
 
-``python -m cs_pulse.metrics.dashboards`` writes ``grafana/dashboards/*.json``, which Grafana
+``python -m cs_pulse.metrics.generate`` writes ``grafana/dashboards/*.json``, which Grafana
 provisions from ``grafana/provisioning/dashboards/``. A test fails if the committed JSON differs
 from :func:`render`, and an end-to-end test runs every query of :func:`queries` against a real
 Prometheus scraping a real worker.
@@ -16,12 +16,10 @@ The SDK is needed only here (the ``dev`` extra); the worker never imports this m
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TypeVar
 
 from grafana_foundation_sdk.builders import (
@@ -500,29 +498,3 @@ def queries() -> dict[str, list[str]]:
         out[f"{name}.json"] = exprs
     return out
 
-
-def repo_root(start: Path) -> Path:
-    """The nearest directory at or above ``start`` holding pyproject.toml."""
-    for d in (start, *start.parents):
-        if (d / "pyproject.toml").is_file():
-            return d
-    raise SystemExit(f"no pyproject.toml at or above {start}: pass --root")
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cs_pulse.metrics.dashboards",
-                                 description="Write grafana/dashboards/*.json from code.")
-    ap.add_argument("--root", type=Path, default=None,
-                    help="repository root (default: the directory with pyproject.toml)")
-    args = ap.parse_args(argv)
-    root = args.root if args.root is not None else repo_root(Path.cwd())
-    for rel, text in render().items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        print(f"wrote {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

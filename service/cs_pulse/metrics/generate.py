@@ -40,8 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         for path in old:
             print(f"stale: {path} (run python -m cs_pulse.metrics.generate)", file=sys.stderr)
         return 1 if old else 0
-    for path, text in generated(root).items():
+    for path in stale(root):
+        text = generated(root)[path]
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_text(text)
+        print(f"wrote {path}")
     return 0
 
 
