@@ -3,226 +3,322 @@ webhook|kafka``."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import os
 import sys
-from typing import Any
+from datetime import date, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import click
+from pydantic import ValidationError
+
+from cs_pulse.settings import ConfigError, Settings, describe, load_settings
+
+EX_USAGE = 2          # bad command line or configuration (click's usage errors exit 2 too)
+FORMATS = click.Choice(["jsonl", "technion", "twitter"])
+EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cs-pulse", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+class ConfigProblem(click.ClickException):
+    """A configuration error, shown as one line ``Error: CS_PULSE_X: ...``, exit code 2."""
 
-    w = sub.add_parser("worker", help="run a stream worker (Faust) serving /metrics")
-    w.add_argument("--loglevel", default=os.environ.get("CS_PULSE_LOGLEVEL", "warn"))
+    exit_code = EX_USAGE
 
-    s = sub.add_parser("simulate", help="produce simulated shop traffic to Kafka")
-    s.add_argument("--seed", type=int, default=7)
-    s.add_argument("--speed", type=float, default=60.0,
-                   help="simulated seconds per wall second (60 = an hour a minute)")
-    s.add_argument("--duration", type=float, default=600.0, help="wall seconds to run")
-    s.add_argument("--rate", type=float, default=2000.0, help="max events per wall second")
-    s.add_argument("--shops", type=int, default=2)
-    s.add_argument("--agents", type=int, default=24, help="agents per shop")
-    s.add_argument("--start", default=None, help="simulated start (ISO, default: now)")
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"Error: {self.format_message()}", file=file or sys.stderr)
 
-    r = sub.add_parser("replay", help="publish a recorded history in event-time order")
-    r.add_argument("file")
-    r.add_argument("--format", choices=["jsonl", "technion", "twitter"], default=None)
-    r.add_argument("--speedup", type=float, default=0.0, help="0 = as fast as possible")
-    r.add_argument("--limit", type=int, default=0)
-    r.add_argument("--keep-time", action="store_true",
-                   help="keep recorded timestamps (default: shift so the last event is now)")
 
-    d = sub.add_parser("demo", help="embedded broker + worker + simulator with a live summary")
-    d.add_argument("--duration", type=float, default=600.0, help="stop after N seconds")
-    d.add_argument("--speed", type=float, default=10.0, help="simulated seconds per second")
+class _Group(click.Group):
+    """Turns a configuration error raised anywhere in a command into ``ConfigProblem``."""
 
-    st = sub.add_parser("staffing", help="print an Erlang C/A recommendation table")
-    st.add_argument("--arrivals", type=float, required=True, help="contacts per interval")
-    st.add_argument("--interval", type=float, default=1800.0, help="interval seconds")
-    st.add_argument("--aht", type=float, required=True, help="handle time seconds")
-    st.add_argument("--target", type=float, default=0.8)
-    st.add_argument("--within", type=float, default=30.0)
-    st.add_argument("--concurrency", type=float, default=1.0)
-    st.add_argument("--patience", type=float, default=0.0, help="mean patience s (Erlang A)")
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            raise ConfigProblem(str(exc)) from None
+        except ValidationError as exc:
+            if exc.title != Settings.__name__:
+                raise
+            raise ConfigProblem(describe(exc)) from None
 
-    wh = sub.add_parser("webhook", help="Chatwoot webhook receiver producing to Kafka")
-    wh.add_argument("--port", type=int, default=int(os.environ.get("CS_PULSE_WEBHOOK_PORT",
-                                                                   "8088")))
 
-    a = sub.add_parser("audit", help="recompute every number from the raw events (DuckDB SQL) "
-                       "and compare with a worker's /metrics or the in-process engine")
-    a.add_argument("file", nargs="?", help="history file (default: read the events topic)")
-    a.add_argument("--format", choices=["jsonl", "technion", "twitter"], default=None)
-    a.add_argument("--url", action="append", default=[],
-                   help="a worker's /metrics URL (repeat for each worker); default: the engine "
-                        "in process")
-    a.add_argument("--at", type=float, default=None,
-                   help="instant (epoch s) for the in-process comparison (default: last event)")
-    a.add_argument("--tolerance", type=float, default=1e-6, help="relative tolerance")
-    a.add_argument("--wait", type=float, default=300.0,
-                   help="seconds to wait for the workers to settle")
-    a.add_argument("--no-pipeline", action="store_true",
-                   help="skip cs_events_* (per process; they restart with a worker)")
-    a.add_argument("--limit", type=int, default=40, help="rows of the difference table")
+def current_settings() -> Settings:
+    """The validated configuration (``CS_PULSE_*``), read once per command line."""
+    ctx = click.get_current_context()
+    meta = ctx.find_root().meta
+    if "cs_pulse.settings" not in meta:
+        meta["cs_pulse.settings"] = load_settings()
+    loaded: Settings = meta["cs_pulse.settings"]
+    return loaded
 
-    sk = sub.add_parser("sink", help="copy the events topic into durable history files")
-    sk.add_argument("--dir", default=os.environ.get("CS_PULSE_HISTORY_DIR", "history"))
-    sk.add_argument("--keep-days", type=int,
-                    default=int(os.environ.get("CS_PULSE_HISTORY_DAYS", "400")),
-                    help="delete day folders older than this")
-    sk.add_argument("--idle-exit", type=float, default=None,
-                    help="stop after this many seconds without new records")
 
-    sc = sub.add_parser("scorecard", help="the monthly agent scorecard from the history")
-    sc.add_argument("--month", required=True, help="YYYY-MM, in each shop's time zone")
-    sc.add_argument("--team", default=None)
-    sc.add_argument("--rules", default=None, help="JSON: indicators, targets, weights, floor, cap")
-    sc.add_argument("--soft", default=None, help="CSV agent,indicator,score (supervisor)")
-    sc.add_argument("--output", choices=["table", "csv", "json"], default="table")
-
-    at = sub.add_parser("attendance", help="days worked, mean first/last online, a day's log")
-    at.add_argument("--from", dest="first", required=True, help="YYYY-MM-DD (local)")
-    at.add_argument("--to", dest="last", required=True, help="YYYY-MM-DD (local), included")
-    at.add_argument("--day", default=None, help="also print this day's on/off log")
-    for p in (sc, at):
-        p.add_argument("--history", default=os.environ.get("CS_PULSE_HISTORY_DIR", "history"),
-                       help="the sink's directory")
-        p.add_argument("--file", default=None,
-                       help="a history file instead (jsonl, technion, twitter)")
-        p.add_argument("--format", choices=["jsonl", "technion", "twitter"], default=None)
-
-    k = sub.add_parser("kafka", help="run the embedded development Kafka broker")
-    k.add_argument("--port", type=int, default=9092)
-
-    args = parser.parse_args(argv)
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]},
+             help="cs-pulse, real-time KPIs of customer-service chat teams: worker, simulate, "
+                  "replay, audit, sink, scorecard, attendance, demo, staffing, webhook, kafka.")
+def cli() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
-    if args.command == "worker":
-        from cs_pulse.settings import Settings
-        from cs_pulse.worker.app import run_worker
 
-        return run_worker(Settings(), args.loglevel)
-    if args.command == "simulate":
-        from cs_pulse.sources.simulate import run_simulation
+@cli.command("worker", help="run a stream worker (Faust) serving /metrics")
+@click.option("--loglevel", default=None, help="Faust log level (default: CS_PULSE_LOGLEVEL, "
+              "warn)")
+def worker_command(loglevel: str | None) -> int:
+    from cs_pulse.worker.app import run_worker
 
-        return asyncio.run(run_simulation(args))
-    if args.command == "replay":
-        from cs_pulse.sources.replay import run_replay
-
-        return asyncio.run(run_replay(args))
-    if args.command == "demo":
-        from cs_pulse.devtools.demo import run_demo
-
-        return run_demo(args)
-    if args.command == "staffing":
-        from cs_pulse.reports.staffing_table import print_table
-
-        print_table(args)
-        return 0
-    if args.command == "webhook":
-        from cs_pulse.sources.chatwoot import run_webhook
-
-        return asyncio.run(run_webhook(args.port))
-    if args.command == "audit":
-        from cs_pulse.audit.run import run_audit
-
-        return run_audit(args)
-    if args.command == "sink":
-        return run_sink_command(args)
-    if args.command == "scorecard":
-        return run_scorecard_command(args)
-    if args.command == "attendance":
-        return run_attendance_command(args)
-    if args.command == "kafka":
-        from cs_pulse.devtools.embedded_kafka import KafkaBroker
-
-        broker = KafkaBroker(port=args.port).start()
-        print(f"Kafka on {broker.bootstrap} (^C to stop)", flush=True)
-        try:
-            assert broker.process is not None
-            broker.process.wait()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            broker.stop()
-        return 0
-    return 2
+    s = current_settings()
+    return run_worker(s, loglevel or s.loglevel)
 
 
-def run_sink_command(args: argparse.Namespace) -> int:
+@cli.command("simulate", help="produce simulated shop traffic to Kafka")
+@click.option("--seed", type=int, default=7)
+@click.option("--speed", type=float, default=60.0,
+              help="simulated seconds per wall second (60 = an hour a minute)")
+@click.option("--duration", type=float, default=600.0, help="wall seconds to run")
+@click.option("--rate", type=float, default=2000.0, help="max events per wall second")
+@click.option("--shops", type=int, default=2)
+@click.option("--agents", type=int, default=24, help="agents per shop")
+@click.option("--start", default=None, help="simulated start (ISO, default: now)")
+def simulate_command(seed: int, speed: float, duration: float, rate: float, shops: int,
+                     agents: int, start: str | None) -> int:
+    from cs_pulse.sources.simulate import run_simulation
+
+    try:
+        origin = datetime.fromisoformat(start).timestamp() if start else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--start") from None
+    return asyncio.run(run_simulation(current_settings(), seed=seed, speed=speed, duration=duration,
+                                      rate=rate, shops=shops, agents_per_shop=agents,
+                                      start=origin))
+
+
+@cli.command("replay", help="publish a recorded history in event-time order")
+@click.argument("file", type=EXISTING_FILE)
+@click.option("--format", "fmt", type=FORMATS, default=None)
+@click.option("--speedup", type=float, default=0.0, help="0 = as fast as possible")
+@click.option("--limit", type=int, default=0)
+@click.option("--keep-time", is_flag=True,
+              help="keep recorded timestamps (default: shift so the last event is now)")
+def replay_command(file: Path, fmt: str | None, speedup: float, limit: int,
+                   keep_time: bool) -> int:
+    from cs_pulse.sources.replay import run_replay
+
+    return asyncio.run(run_replay(current_settings(), file, fmt, speedup=speedup, limit=limit,
+                                  keep_time=keep_time))
+
+
+@cli.command("demo", help="embedded broker + worker + simulator with a live summary")
+@click.option("--duration", type=float, default=600.0, help="stop after N seconds")
+@click.option("--speed", type=float, default=10.0, help="simulated seconds per second")
+def demo_command(duration: float, speed: float) -> int:
+    from cs_pulse.devtools.demo import run_demo
+
+    s = current_settings()
+    return run_demo(duration, speed, metrics_port=s.metrics_port, cache=s.cache)
+
+
+@cli.command("staffing", help="print an Erlang C/A recommendation table")
+@click.option("--arrivals", type=float, required=True, help="contacts per interval")
+@click.option("--interval", type=float, default=1800.0, help="interval seconds")
+@click.option("--aht", type=float, required=True, help="handle time seconds")
+@click.option("--target", type=float, default=0.8)
+@click.option("--within", type=float, default=30.0)
+@click.option("--concurrency", type=float, default=1.0)
+@click.option("--patience", type=float, default=0.0, help="mean patience s (Erlang A)")
+def staffing_command(arrivals: float, interval: float, aht: float, target: float, within: float,
+                     concurrency: float, patience: float) -> int:
+    from cs_pulse.reports.staffing_table import print_table
+
+    print_table(arrivals, interval, aht, target, within, concurrency, patience)
+    return 0
+
+
+@cli.command("webhook", help="Chatwoot webhook receiver producing to Kafka")
+@click.option("--port", type=int, default=None,
+              help="listening port (default: CS_PULSE_WEBHOOK_PORT, 8088)")
+def webhook_command(port: int | None) -> int:
+    from cs_pulse.sources.chatwoot import run_webhook
+
+    return asyncio.run(run_webhook(current_settings(), port))
+
+
+AUDIT_HELP = ("recompute every number from the raw events (DuckDB SQL) and compare with a "
+              "worker's /metrics or the in-process engine")
+
+
+@cli.command("audit", help=AUDIT_HELP, short_help=AUDIT_HELP)
+@click.argument("file", required=False, type=EXISTING_FILE)
+@click.option("--format", "fmt", type=FORMATS, default=None)
+@click.option("--url", "urls", multiple=True,
+              help="a worker's /metrics URL (repeat for each worker); default: the engine "
+                   "in process")
+@click.option("--at", type=float, default=None,
+              help="instant (epoch s) for the in-process comparison (default: last event)")
+@click.option("--tolerance", type=float, default=1e-6, help="relative tolerance")
+@click.option("--wait", type=float, default=300.0,
+              help="seconds to wait for the workers to settle")
+@click.option("--no-pipeline", is_flag=True,
+              help="skip cs_events_* (per process; they restart with a worker)")
+@click.option("--limit", type=int, default=40, help="rows of the difference table")
+def audit_command(file: Path | None, fmt: str | None, urls: tuple[str, ...], at: float | None,
+                  tolerance: float, wait: float, no_pipeline: bool, limit: int) -> int:
+    from cs_pulse.audit.run import run_audit
+
+    return run_audit(current_settings(), file, fmt, urls=list(urls), at=at, tolerance=tolerance,
+                     wait=wait, pipeline=not no_pipeline, limit=limit)
+
+
+@cli.command("sink", help="copy the events topic into durable history files")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="history directory (default: CS_PULSE_HISTORY_DIR, history)")
+@click.option("--keep-days", type=int, default=None,
+              help="delete day folders older than this (default: CS_PULSE_HISTORY_DAYS, 400)")
+@click.option("--idle-exit", type=float, default=None,
+              help="stop after this many seconds without new records")
+def sink_command(directory: Path | None, keep_days: int | None, idle_exit: float | None) -> int:
+    s = current_settings()
+    return run_sink_command(s, directory or s.history_dir,
+                            s.history_days if keep_days is None else keep_days, idle_exit)
+
+
+def history_options(f: Any) -> Any:
+    """``--history``, ``--file`` and ``--format``: where a report reads its records."""
+    f = click.option("--format", "fmt", type=FORMATS, default=None)(f)
+    f = click.option("--file", type=EXISTING_FILE, default=None,
+                     help="a history file instead (jsonl, technion, twitter)")(f)
+    f = click.option("--history", type=click.Path(file_okay=False, path_type=Path),
+                     default=None, help="the sink's directory (default: CS_PULSE_HISTORY_DIR, "
+                     "history)")(f)
+    return f
+
+
+@cli.command("scorecard", help="the monthly agent scorecard from the history")
+@click.option("--month", required=True, help="YYYY-MM, in each shop's time zone")
+@click.option("--team", default=None)
+@click.option("--rules", type=EXISTING_FILE, default=None,
+              help="JSON: indicators, targets, weights, floor, cap")
+@click.option("--soft", type=EXISTING_FILE, default=None,
+              help="CSV agent,indicator,score (supervisor)")
+@click.option("--output", type=click.Choice(["table", "csv", "json"]), default="table")
+@history_options
+def scorecard_command(month: str, team: str | None, rules: Path | None, soft: Path | None,
+                      output: str, history: Path | None, file: Path | None,
+                      fmt: str | None) -> int:
+    s = current_settings()
+    return run_scorecard_command(s, month, team=team, rules=rules, soft=soft, output=output,
+                                 history=history or s.history_dir, file=file, fmt=fmt)
+
+
+DAY = click.DateTime(formats=["%Y-%m-%d"])
+
+
+@cli.command("attendance", help="days worked, mean first/last online, a day's log")
+@click.option("--from", "first", type=DAY, required=True, help="YYYY-MM-DD (local)")
+@click.option("--to", "last", type=DAY, required=True, help="YYYY-MM-DD (local), included")
+@click.option("--day", type=DAY, default=None, help="also print this day's on/off log")
+@history_options
+def attendance_command(first: datetime, last: datetime, day: datetime | None,
+                       history: Path | None, file: Path | None, fmt: str | None) -> int:
+    s = current_settings()
+    return run_attendance_command(s, first.date(), last.date(), day.date() if day else None,
+                                  history=history or s.history_dir, file=file, fmt=fmt)
+
+
+@cli.command("kafka", help="run the embedded development Kafka broker")
+@click.option("--port", type=int, default=9092)
+def kafka_command(port: int) -> int:
+    from cs_pulse.devtools.embedded_kafka import KafkaBroker
+
+    broker = KafkaBroker(port=port, cache=current_settings().cache).start()
+    print(f"Kafka on {broker.bootstrap} (^C to stop)", flush=True)
+    try:
+        assert broker.process is not None
+        broker.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.stop()
+    return 0
+
+
+def run_sink_command(settings: Settings, directory: Path, keep_days: int,
+                     idle_exit: float | None = None) -> int:
+    """Copy the events topic into day files under ``directory`` until SIGTERM/SIGINT (or
+    ``idle_exit`` seconds without records), deleting days older than ``keep_days``."""
     import signal
-    from pathlib import Path
 
     from cs_pulse.reports.history import run_sink
-    from cs_pulse.settings import Settings
-
-    settings = Settings()
 
     async def run() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        copied = await run_sink(settings.bootstrap, settings.events_topic, Path(args.dir),
-                                args.keep_days, stop=stop, idle_exit=args.idle_exit)
+        copied = await run_sink(settings.bootstrap, settings.events_topic, directory,
+                                keep_days, stop=stop, idle_exit=idle_exit)
         logging.getLogger("cs_pulse").info("history sink stopped after %d records", copied)
         return 0
 
     return asyncio.run(run())
 
 
-def run_scorecard_command(args: argparse.Namespace) -> int:
+def run_scorecard_command(settings: Settings, month: str, *, team: str | None = None,
+                          rules: Path | None = None, soft: Path | None = None,
+                          output: str = "table", history: Path = Path("history"),
+                          file: Path | None = None, fmt: str | None = None) -> int:
+    """Print the scorecard of ``month`` (``YYYY-MM``) as ``output`` (table, csv or json)."""
     import json
-    from pathlib import Path
 
     from cs_pulse.reports import scorecard
-    from cs_pulse.settings import Settings
 
-    settings = Settings()
-    records = history_records(args, settings)
-    rules = (scorecard.Rules.from_config(json.loads(Path(args.rules).read_text()))
-             if args.rules else scorecard.DEFAULT_RULES)
-    counts = scorecard.monthly(records, args.month, settings)
-    cards = scorecard.cards(counts, rules, args.team,
-                            scorecard.soft_scores(Path(args.soft) if args.soft else None))
-    sys.stdout.write(scorecard.render(cards, args.output,
-                                      scorecard.team_figures(counts, args.team)))
+    records = history_records(settings, history, file, fmt)
+    card_rules = (scorecard.Rules.from_config(json.loads(rules.read_text()))
+                  if rules else scorecard.DEFAULT_RULES)
+    counts = scorecard.monthly(records, month, settings)
+    cards = scorecard.cards(counts, card_rules, team, scorecard.soft_scores(soft))
+    sys.stdout.write(scorecard.render(cards, output, scorecard.team_figures(counts, team)))
     return 0
 
 
-def history_records(args: argparse.Namespace, settings: Any) -> list[Any]:
-    """The records a report reads: ``--file`` in a replay format, else the sink's history."""
-    from pathlib import Path
-
-    if args.file:
+def history_records(settings: Settings, history: Path, file: Path | None = None,
+                    fmt: str | None = None) -> list[Any]:
+    """The records a report reads: ``file`` in a replay format, else the sink's history."""
+    if file is not None:
         from cs_pulse.audit.run import partition_file
 
-        return partition_file(Path(args.file), args.format, settings.partitions)
+        return partition_file(file, fmt, settings.partitions)
     from cs_pulse.reports.history import read_history
 
-    return read_history(Path(args.history))
+    return read_history(history)
 
 
-def run_attendance_command(args: argparse.Namespace) -> int:
-    from datetime import date
-
+def run_attendance_command(settings: Settings, first: date, last: date,
+                           day: date | None = None, *, history: Path = Path("history"),
+                           file: Path | None = None, fmt: str | None = None) -> int:
+    """Print attendance from ``first`` to ``last`` (local dates, included), and ``day``'s
+    on/off log if given."""
     from cs_pulse.reports import attendance
-    from cs_pulse.settings import Settings
 
-    settings = Settings()
-    records = history_records(args, settings)
-    rows = attendance.attendance(records, date.fromisoformat(args.first),
-                                 date.fromisoformat(args.last), settings)
+    records = history_records(settings, history, file, fmt)
+    rows = attendance.attendance(records, first, last, settings)
     sys.stdout.write(attendance.render(rows))
-    if args.day:
-        for shop, team, agent, local, status in attendance.day_log(
-                records, date.fromisoformat(args.day), settings):
+    if day is not None:
+        for shop, team, agent, local, status in attendance.day_log(records, day, settings):
             print(f"{shop} {team or '-'} {agent} {local:%H:%M:%S} {status}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a command line (``sys.argv[1:]`` if None) and return its exit code: the command's,
+    2 for a usage or configuration error (one line on stderr), 130 when interrupted."""
+    try:
+        result = cli.main(args=argv, prog_name="cs-pulse", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        return 130
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

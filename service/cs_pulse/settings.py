@@ -1,72 +1,163 @@
-"""Runtime configuration, all from environment variables (documented in the README)."""
+"""Runtime configuration: one validated ``Settings``, read from the ``CS_PULSE_*`` environment
+variables (documented in the README). No other module reads the environment: the edges (the
+CLI, the tests, the benchmarks) build a ``Settings`` and hand it, or values from it, on.
+
+An empty variable counts as unset. A bad value fails at start-up with one line naming the
+variable (``ConfigError``, see ``load_settings``), e.g. ``CS_PULSE_PARTITIONS: Input should be
+a valid integer, unable to parse string as an integer (got 'eight')``.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cs_pulse.domain.calendar import Calendars
 
+ENV_PREFIX = "CS_PULSE_"
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+
+class ConfigError(ValueError):
+    """Invalid configuration, as one line naming the variable(s)."""
 
 
 def shops_config(value: str | None = None) -> dict[str, Any]:
-    """``CS_PULSE_SHOPS``: inline JSON or a path to a JSON file ({} if unset): per shop ``tz``,
-    ``peaks`` and ``sale_days`` (see ``domain/calendar.py``)."""
-    raw = value if value is not None else os.environ.get("CS_PULSE_SHOPS", "")
-    if not raw:
+    """``CS_PULSE_SHOPS``: inline JSON or a path to a JSON file ({} if empty): per shop ``tz``,
+    ``peaks`` and ``sale_days`` (see ``domain/calendar.py``). ``None``: the configured one."""
+    if value is None:
+        return dict(Settings().shops)
+    if not value.strip():
         return {}
-    text = raw if raw.lstrip().startswith("{") else Path(raw).read_text()
-    config: dict[str, Any] = json.loads(text)
+    if value.lstrip().startswith("{"):
+        text = value
+    else:
+        try:
+            text = Path(value).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"cannot read {value}: {exc.strerror or exc}") from None
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise ValueError("must be a JSON object")
     return config
 
 
 def forbidden_phrases_config(value: str | None = None) -> list[str]:
     """``CS_PULSE_FORBIDDEN_PHRASES``: an inline JSON list, or a UTF-8 file with one phrase per
-    line (blank lines and lines starting with ``#`` skipped); [] if unset."""
-    raw = value if value is not None else os.environ.get("CS_PULSE_FORBIDDEN_PHRASES", "")
-    if not raw:
+    line (blank lines and lines starting with ``#`` skipped); [] if empty. ``None``: the
+    configured ones."""
+    if value is None:
+        return list(Settings().forbidden_phrases)
+    if not value.strip():
         return []
-    if raw.lstrip().startswith("["):
-        return [str(p) for p in json.loads(raw)]
-    lines = Path(raw).read_text(encoding="utf-8").splitlines()
+    if value.lstrip().startswith("["):
+        try:
+            phrases = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON: {exc}") from None
+        if not isinstance(phrases, list):
+            raise ValueError("must be a JSON list")
+        return [str(p) for p in phrases]
+    try:
+        lines = Path(value).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ValueError(f"cannot read {value}: {exc.strerror or exc}") from None
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
-@dataclass(frozen=True)
-class Settings:
-    broker: str = field(default_factory=lambda: _env("CS_PULSE_BROKER", "127.0.0.1:9092"))
-    app_id: str = field(default_factory=lambda: _env("CS_PULSE_APP_ID", "cs-pulse"))
-    events_topic: str = field(default_factory=lambda: _env("CS_PULSE_EVENTS_TOPIC", "cs.events"))
-    dlq_topic: str = field(default_factory=lambda: _env("CS_PULSE_DLQ_TOPIC", "cs.events.dlq"))
-    facts_topic: str = field(default_factory=lambda: _env("CS_PULSE_FACTS_TOPIC", "cs.facts"))
-    customers_topic: str = field(
-        default_factory=lambda: _env("CS_PULSE_CUSTOMERS_TOPIC", "cs.customers"))
-    partitions: int = field(default_factory=lambda: int(_env("CS_PULSE_PARTITIONS", "8")))
-    metrics_host: str = field(default_factory=lambda: _env("CS_PULSE_METRICS_HOST", "0.0.0.0"))
-    metrics_port: int = field(default_factory=lambda: int(_env("CS_PULSE_METRICS_PORT", "9464")))
-    grace_seconds: float = field(
-        default_factory=lambda: float(_env("CS_PULSE_GRACE_SECONDS", "5")))
-    batch_size: int = field(default_factory=lambda: int(_env("CS_PULSE_BATCH_SIZE", "2000")))
-    batch_seconds: float = field(
-        default_factory=lambda: float(_env("CS_PULSE_BATCH_SECONDS", "0.05")))
-    sl_target_level: float = field(
-        default_factory=lambda: float(_env("CS_PULSE_SL_TARGET", "0.8")))
-    sl_target_seconds: float = field(
-        default_factory=lambda: float(_env("CS_PULSE_SL_SECONDS", "30")))
-    session_timeout: float = field(
-        default_factory=lambda: float(_env("CS_PULSE_SESSION_TIMEOUT", "30")))
-    data_dir: str = field(default_factory=lambda: _env("CS_PULSE_DATA_DIR", "/tmp/cs-pulse"))
-    shops: dict[str, Any] = field(default_factory=lambda: shops_config())
-    calendars: Calendars = field(init=False)   # from ``shops``
+class _Memo:
+    """Values derived from a ``Settings``' fields, built on first use. Not part of its value:
+    any two compare equal. Each entry remembers the object it was derived from, so a
+    ``model_copy(update=...)`` (which shares the memo) never sees a stale one."""
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "calendars", Calendars.from_config(self.shops))
+    __slots__ = ("calendars", "shops")
+
+    def __init__(self) -> None:
+        self.shops: dict[str, Any] | None = None
+        self.calendars: Calendars | None = None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Memo)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Settings(BaseSettings):
+    """Every ``CS_PULSE_*`` variable; ``Settings(partitions=4)`` overrides by keyword, and
+    ``settings.model_copy(update={...})`` makes a modified copy (frozen: no assignment)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, env_ignore_empty=True, populate_by_name=True,
+        extra="forbid", validate_default=True)
+
+    # Kafka and the stream workers
+    broker: str = "127.0.0.1:9092"
+    app_id: str = "cs-pulse"
+    events_topic: str = "cs.events"
+    dlq_topic: str = "cs.events.dlq"
+    facts_topic: str = "cs.facts"
+    customers_topic: str = "cs.customers"
+    partitions: int = Field(default=8, ge=1)
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    grace_seconds: float = Field(default=5.0, ge=0)
+    batch_size: int = Field(default=2000, ge=1)
+    batch_seconds: float = Field(default=0.05, ge=0)
+    session_timeout: float = Field(default=30.0, gt=0)
+    data_dir: str = "/tmp/cs-pulse"
+    loglevel: str = "warn"                     # ``cs-pulse worker --loglevel`` default
+    # Staffing target (80 % answered in 30 s); the variables are CS_PULSE_SL_TARGET/_SECONDS.
+    sl_target_level: float = Field(default=0.8, gt=0, lt=1, validation_alias="CS_PULSE_SL_TARGET")
+    sl_target_seconds: float = Field(default=30.0, gt=0, validation_alias="CS_PULSE_SL_SECONDS")
+    # Shop calendars and first-response tiers: inline JSON or a JSON file (see shops_config).
+    shops: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict)
+    # The ingest edge: forbidden phrases (see forbidden_phrases_config)
+    forbidden_phrases: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Chatwoot webhook receiver (``cs-pulse webhook``)
+    chatwoot_secret: SecretStr = SecretStr("")
+    chatwoot_shop: str = "chatwoot"
+    webhook_host: str = "0.0.0.0"
+    webhook_port: int = Field(default=8088, ge=0, le=65535)
+    # History sink and the reports that read it
+    history_dir: Path = Path("history")
+    history_days: int = Field(default=400, ge=1)
+    # Development tools: cache of the embedded Kafka broker's jars
+    cache: Path = Field(default_factory=lambda: Path.home() / ".cache" / "cs-pulse")
+
+    _memo: _Memo = PrivateAttr(default_factory=_Memo)
+
+    @field_validator("shops", mode="before")
+    @classmethod
+    def _read_shops(cls, value: Any) -> Any:
+        return shops_config(value) if isinstance(value, str) else value
+
+    @field_validator("shops")
+    @classmethod
+    def _check_calendars(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            Calendars.from_config(value)   # a typo fails at start-up, not later
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"invalid shop calendar: {type(exc).__name__}: {exc}") from None
+        return value
+
+    @field_validator("forbidden_phrases", mode="before")
+    @classmethod
+    def _read_phrases(cls, value: Any) -> Any:
+        return forbidden_phrases_config(value) if isinstance(value, str) else value
+
+    @property
+    def calendars(self) -> Calendars:
+        """The shop calendars built from ``shops`` (once per Settings)."""
+        memo = self._memo
+        if memo.calendars is None or memo.shops is not self.shops:
+            memo.calendars, memo.shops = Calendars.from_config(self.shops), self.shops
+        return memo.calendars
 
     @property
     def broker_url(self) -> str:
@@ -75,3 +166,40 @@ class Settings:
     @property
     def bootstrap(self) -> str:
         return self.broker.split("://", 1)[-1]
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a ``Settings`` field (or of an alias already naming one)."""
+    if field.upper().startswith(ENV_PREFIX):
+        return field.upper()
+    info = Settings.model_fields.get(field)
+    if info is not None and isinstance(info.validation_alias, str):
+        return info.validation_alias
+    return ENV_PREFIX + field.upper()
+
+
+def describe(error: ValidationError) -> str:
+    """One line for a ``Settings`` validation error: ``CS_PULSE_X: message (got 'value')``,
+    several joined by "; "."""
+    parts = []
+    for e in error.errors(include_url=False):
+        loc = e.get("loc", ())
+        name = env_name(str(loc[0])) if loc else "configuration"
+        name += "".join(f"[{p!r}]" for p in loc[1:])
+        msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+        value = e.get("input")
+        secret = bool(loc) and "secret" in str(loc[0]).lower()
+        if isinstance(value, str | int | float) and not secret and e.get("type") != "value_error":
+            shown = repr(value)
+            msg += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
+        parts.append(f"{name}: {msg}")
+    return "; ".join(parts)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """``Settings(**overrides)`` from the environment; a bad value raises ``ConfigError`` with
+    one line naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc)) from None

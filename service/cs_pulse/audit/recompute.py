@@ -9,11 +9,10 @@ logic is in the SQL.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
+from importlib.resources.abc import Traversable
 from typing import Any
 
 import duckdb
@@ -42,22 +41,17 @@ _INT_FIELDS = ("ts", "chars", "max_concurrency", "violations")
 _IGNORED_FIELDS = ("text",)
 
 
-def _schema_dir() -> Path:
-    env = os.environ.get("CS_PULSE_SCHEMAS")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "schemas"
-        if candidate.is_dir() and any(candidate.glob("*.v1.json")):
-            return candidate
-    return Path.cwd() / "schemas"
+def _schema_files() -> list[Traversable]:
+    """``schemas/*.v1.json``, package data of ``cs_pulse``, in name order."""
+    folder = resources.files("cs_pulse") / "schemas"
+    return sorted((f for f in folder.iterdir() if f.name.endswith(".v1.json")),
+                  key=lambda f: f.name)
 
 
 @lru_cache(maxsize=1)
 def _schemas() -> dict[str, tuple[list[Any], Callable[[Any], Any]]]:
     out: dict[str, tuple[list[Any], Callable[[Any], Any]]] = {}
-    for path in sorted(_schema_dir().glob("*.v1.json")):
+    for path in _schema_files():
         schema = orjson.loads(path.read_bytes())
         required = list(schema.get("required", []))
         # README: "required" includes the conditional requirements (``if``/``then``) and
@@ -72,7 +66,7 @@ def _schemas() -> dict[str, tuple[list[Any], Callable[[Any], Any]]]:
             required.append(("any", groups))
         out[str(schema["title"])] = (required, fastjsonschema.compile(schema))
     if not out:
-        raise RuntimeError(f"no event schemas found in {_schema_dir()}")
+        raise RuntimeError("no event schemas found in the cs_pulse package (cs_pulse/schemas)")
     return out
 
 

@@ -11,7 +11,6 @@ the same instant, so windows and "today" compare exactly.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 import time
@@ -177,13 +176,19 @@ def audit(records: list[Record], settings: Settings, *, urls: list[str], at: flo
     return 0
 
 
-def run_audit(args: argparse.Namespace) -> int:
-    settings = Settings()
-    if args.file:
-        records = partition_file(Path(args.file), args.format, settings.partitions)
+def run_audit(settings: Settings, path: Path | None = None, fmt: str | None = None, *,
+              urls: list[str] | None = None, at: float | None = None,
+              tolerance: float = 1e-6, wait: float = 300.0, pipeline: bool = True,
+              limit: int = 40) -> int:
+    """Audit the history file ``path`` (format ``fmt``, guessed if None), or the events topic if
+    None, against the workers at ``urls`` (after waiting up to ``wait`` s for them to settle)
+    or, with no URL, the engine in process at ``at``; 0 if every number agrees, else 1."""
+    urls = list(urls or [])
+    if path is not None:
+        records = partition_file(path, fmt, settings.partitions)
     else:
         records = asyncio.run(read_topic(settings.bootstrap, settings.events_topic))
-    if args.url:
-        settle(args.url, len(records), args.wait)
-    return audit(records, settings, urls=args.url, at=args.at, tolerance=args.tolerance,
-                 pipeline=not args.no_pipeline, limit=args.limit)
+    if urls:
+        settle(urls, len(records), wait)
+    return audit(records, settings, urls=urls, at=at, tolerance=tolerance, pipeline=pipeline,
+                 limit=limit)

@@ -5,13 +5,13 @@ Everything runs on 127.0.0.1 and stops by itself after ``--duration`` seconds (o
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 import time
 import urllib.request
 from collections import defaultdict
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -75,23 +75,29 @@ def summary(m: dict[str, list[tuple[dict[str, str], float]]]) -> str:
     return "\n".join(lines)
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    metrics_port = int(os.environ.get("CS_PULSE_METRICS_PORT", "9464"))
+def run_demo(duration: float = 600.0, speed: float = 10.0, metrics_port: int = 9464,
+             cache: Path | None = None) -> int:
+    """Embedded Kafka (jars in ``cache``), one worker serving ``/metrics`` on 127.0.0.1:
+    ``metrics_port`` and the simulator at ``speed``; a live summary until ``duration`` seconds
+    have passed (0: until ^C)."""
     print("starting embedded Kafka (first run downloads the broker jars with mvn)...", flush=True)
-    broker = KafkaBroker(port=free_port()).start()
-    env = dict(os.environ, CS_PULSE_BROKER=broker.bootstrap,
-               CS_PULSE_METRICS_PORT=str(metrics_port), CS_PULSE_METRICS_HOST="127.0.0.1",
-               CS_PULSE_PARTITIONS="4")
+    broker = KafkaBroker(port=free_port(), cache=cache).start()
+    # The children are cs-pulse processes: they inherit this environment (PATH, HOME, the
+    # virtualenv, and the user's other CS_PULSE_* settings, which they validate themselves),
+    # with the demo's broker, listener and partitions on top.
+    env = dict(os.environ,  # env-ok: devtools, environment of child processes
+               CS_PULSE_BROKER=broker.bootstrap, CS_PULSE_METRICS_PORT=str(metrics_port),
+               CS_PULSE_METRICS_HOST="127.0.0.1", CS_PULSE_PARTITIONS="4")
     procs: list[subprocess.Popen[bytes]] = []
     try:
         procs.append(subprocess.Popen([sys.executable, "-m", "cs_pulse.cli", "worker"], env=env))
-        sim_seconds = args.duration if args.duration > 0 else 24 * 3600
+        sim_seconds = duration if duration > 0 else 24 * 3600
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "cs_pulse.cli", "simulate", "--speed", str(args.speed),
+            [sys.executable, "-m", "cs_pulse.cli", "simulate", "--speed", str(speed),
              "--duration", str(sim_seconds), "--rate", "3000"], env=env))
         url = f"http://127.0.0.1:{metrics_port}/metrics"
         print(f"\nKafka: {broker.bootstrap}\nmetrics: {url}\n", flush=True)
-        deadline = time.monotonic() + args.duration if args.duration > 0 else float("inf")
+        deadline = time.monotonic() + duration if duration > 0 else float("inf")
         while time.monotonic() < deadline:
             time.sleep(3)
             try:

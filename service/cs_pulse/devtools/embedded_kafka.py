@@ -1,14 +1,14 @@
 """A real single-node Kafka broker (KRaft) for development and tests, without Docker.
 
 The broker jars are resolved from Maven Central with ``mvn`` using ``deploy/kafka/pom.xml`` and
-cached under ``$CS_PULSE_CACHE`` (default ``~/.cache/cs-pulse``). The broker listens on 127.0.0.1
-only, keeps its data in a temporary directory and is stopped (and the directory removed) on exit.
+cached under ``Settings.cache`` (``CS_PULSE_CACHE``, default ``~/.cache/cs-pulse``). The broker
+listens on 127.0.0.1 only, keeps its data in a temporary directory and is stopped (and the
+directory removed) on exit.
 """
 
 from __future__ import annotations
 
 import base64
-import os
 import shutil
 import socket
 import subprocess
@@ -24,7 +24,10 @@ POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("CS_PULSE_CACHE", Path.home() / ".cache" / "cs-pulse"))
+    """The configured jar cache (``CS_PULSE_CACHE``)."""
+    from cs_pulse.settings import Settings
+
+    return Settings().cache
 
 
 def free_port() -> int:
@@ -33,9 +36,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def resolve_jars(version: str = DEFAULT_KAFKA_VERSION) -> Path:
-    """Download (once) the broker runtime for ``version`` and return the folder of jars."""
-    libs = cache_dir() / f"kafka-{version}"
+def resolve_jars(version: str = DEFAULT_KAFKA_VERSION, cache: Path | None = None) -> Path:
+    """Download (once) the broker runtime for ``version`` into ``cache`` (default: the
+    configured ``cache_dir()``) and return the folder of jars."""
+    libs = (cache if cache is not None else cache_dir()) / f"kafka-{version}"
     marker = libs / ".complete"
     if marker.exists():
         return libs
@@ -86,6 +90,7 @@ class KafkaBroker:
     process: subprocess.Popen[bytes] | None = None
     data_dir: Path | None = None
     log_path: Path | None = None
+    cache: Path | None = None        # the jar cache; None: the configured ``cache_dir()``
     _controller_port: int = field(default=0, repr=False)
 
     @property
@@ -93,7 +98,7 @@ class KafkaBroker:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 90.0) -> KafkaBroker:
-        libs = resolve_jars(self.version)
+        libs = resolve_jars(self.version, self.cache)
         if self.data_dir is None:
             self.data_dir = Path(tempfile.mkdtemp(prefix="cs-pulse-kafka-"))
         self.port = self.port or free_port()

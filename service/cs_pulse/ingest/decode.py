@@ -6,10 +6,10 @@ Never raises on bad input: every failure becomes a ``Rejected`` with a short, bo
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any
 
 import fastjsonschema
@@ -27,9 +27,12 @@ REASONS = (
 )
 
 
-def schemas_dir() -> Path:
-    env = os.environ.get("CS_PULSE_SCHEMAS")
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "schemas"
+def schema_files() -> list[Traversable]:
+    """The event schemas ``schemas/*.v1.json``, package data of ``cs_pulse`` (the repository's
+    top-level ``schemas/``, linked into the package), in name order."""
+    folder = resources.files("cs_pulse") / "schemas"
+    return sorted((f for f in folder.iterdir() if f.name.endswith(".v1.json")),
+                  key=lambda f: f.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,14 +51,14 @@ class _Schema:
 
 def _load_validators() -> dict[str, _Schema]:
     validators: dict[str, _Schema] = {}
-    for path in sorted(schemas_dir().glob("*.v1.json")):
+    for path in schema_files():
         schema = orjson.loads(path.read_bytes())
         validators[schema["title"]] = _Schema(
             fastjsonschema.compile(schema), tuple(schema.get("required", ())),
             tuple(tuple(alt.get("required", ())) for alt in schema.get("anyOf", ())),
             _required_if(schema))
     if not validators:
-        raise RuntimeError(f"no event schemas found in {schemas_dir()}")
+        raise RuntimeError("no event schemas found in the cs_pulse package (cs_pulse/schemas)")
     return validators
 
 

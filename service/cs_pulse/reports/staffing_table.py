@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import math
 
 from cs_pulse.domain.staffing import (
@@ -43,6 +42,6 @@ def table(arrivals: float, interval: float, aht: float, target: float, within: f
     return "\n".join(lines)
 
 
-def print_table(args: argparse.Namespace) -> None:
-    print(table(args.arrivals, args.interval, args.aht, args.target, args.within,
-                args.concurrency, args.patience))
+def print_table(arrivals: float, interval: float, aht: float, target: float = 0.8,
+                within: float = 30.0, concurrency: float = 1.0, patience: float = 0.0) -> None:
+    print(table(arrivals, interval, aht, target, within, concurrency, patience))

@@ -13,7 +13,6 @@ import asyncio
 import hashlib
 import hmac
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -25,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from cs_pulse.ingest import phrases
-from cs_pulse.settings import Settings
+from cs_pulse.settings import ConfigError, Settings
 from cs_pulse.sources.produce import EventProducer
 
 log = logging.getLogger("cs_pulse.sources.chatwoot")
@@ -168,19 +167,20 @@ def build_webhook_app(secret: bytes, shop: str, send: Sender,
     return app
 
 
-async def run_webhook(port: int) -> int:
-    settings = Settings()
-    secret = os.environ.get("CS_PULSE_CHATWOOT_SECRET", "")
+async def run_webhook(settings: Settings, port: int | None = None) -> int:
+    """Receive Chatwoot webhooks on ``settings.webhook_host``:``port`` (default
+    ``settings.webhook_port``) and produce their events to the events topic."""
+    secret = settings.chatwoot_secret.get_secret_value()
     if not secret:
-        raise SystemExit("CS_PULSE_CHATWOOT_SECRET is required")
-    shop = os.environ.get("CS_PULSE_CHATWOOT_SHOP", "chatwoot")
+        raise ConfigError("CS_PULSE_CHATWOOT_SECRET: required by the webhook receiver")
+    port = settings.webhook_port if port is None else port
     async with EventProducer(settings.bootstrap, settings.events_topic) as producer:
         async def send(events: list[Event]) -> None:
             await producer.send_all(events)
 
-        runner = web.AppRunner(build_webhook_app(secret.encode(), shop, send))
+        runner = web.AppRunner(build_webhook_app(secret.encode(), settings.chatwoot_shop, send))
         await runner.setup()
-        await web.TCPSite(runner, os.environ.get("CS_PULSE_WEBHOOK_HOST", "0.0.0.0"), port).start()
+        await web.TCPSite(runner, settings.webhook_host, port).start()
         log.info("Chatwoot webhooks on port %s, path /chatwoot", port)
         await asyncio.Event().wait()
     return 0

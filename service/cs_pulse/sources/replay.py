@@ -14,7 +14,6 @@ event lands at the start of the replay, which puts the history inside the live w
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
@@ -208,12 +207,15 @@ async def publish(events: Iterable[Event], producer: EventProducer, speedup: flo
     return await producer.send_stream(paced(events, speedup))
 
 
-async def run_replay(args: argparse.Namespace) -> int:
-    settings = Settings()
-    events = load(Path(args.file), args.format, keep_time=args.keep_time)
-    if args.limit:
-        events = events[: args.limit]
+async def run_replay(settings: Settings, path: Path, fmt: str | None = None, *,
+                     speedup: float = 0.0, limit: int = 0, keep_time: bool = False) -> int:
+    """Publish the events of ``path`` (format ``fmt``, guessed if None) to the events topic in
+    event-time order: ``speedup`` as in ``publish``, the first ``limit`` only (0: all),
+    recorded times kept or shifted so that the last event is now."""
+    events = load(path, fmt, keep_time=keep_time)
+    if limit:
+        events = events[:limit]
     async with EventProducer(settings.bootstrap, settings.events_topic) as producer:
-        sent = await publish(events, producer, args.speedup)
-    print(f"replayed {sent} events from {args.file} to {settings.events_topic}")
+        sent = await publish(events, producer, speedup)
+    print(f"replayed {sent} events from {path} to {settings.events_topic}")
     return 0

@@ -12,7 +12,6 @@ to Kafka at a chosen time compression and a hard events-per-second cap, and stop
 
 from __future__ import annotations
 
-import argparse
 import heapq
 import itertools
 import math
@@ -22,12 +21,14 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cs_pulse.domain.calendar import ShopCalendar
 from cs_pulse.domain.facts import REFUND_REASONS
+
+if TYPE_CHECKING:
+    from cs_pulse.settings import Settings
 
 # Relative arrival intensity by local hour: quiet night, the three peaks of the SPEC.
 HOURLY_CURVE = (
@@ -353,20 +354,22 @@ def generate(cfg: SimConfig) -> Iterator[dict[str, Any]]:
             yield item
 
 
-async def run_simulation(args: argparse.Namespace) -> int:
-    from cs_pulse.settings import Settings
+async def run_simulation(settings: Settings, *, seed: int = 7, speed: float = 60.0,
+                         duration: float = 600.0, rate: float = 2000.0, shops: int = 2,
+                         agents_per_shop: int = 24, start: float | None = None) -> int:
+    """Produce ``duration`` wall seconds of simulated traffic to the events topic: ``speed``
+    simulated seconds per wall second, at most ``rate`` events per wall second, from the
+    simulated ``start`` (epoch seconds; default: so that it ends about now)."""
     from cs_pulse.sources.produce import EventProducer, paced
     from cs_pulse.worker.topics import ensure_topics
 
-    settings = Settings()
     await ensure_topics(settings)
     # Compressed time runs ahead of the wall clock, so it starts in the past and ends ~now.
-    start = (datetime.fromisoformat(args.start).timestamp() if args.start
-             else time.time() - args.duration * max(args.speed, 1.0))
-    cfg = SimConfig(seed=args.seed, start=start, duration=args.duration * max(args.speed, 1.0),
-                    shops=args.shops, agents_per_shop=args.agents)
+    origin = start if start is not None else time.time() - duration * max(speed, 1.0)
+    cfg = SimConfig(seed=seed, start=origin, duration=duration * max(speed, 1.0),
+                    shops=shops, agents_per_shop=agents_per_shop)
     async with EventProducer(settings.bootstrap, settings.events_topic) as producer:
-        n = await producer.send_stream(paced(generate(cfg), args.speed, origin=cfg.start,
-                                             max_rate=args.rate, wall_limit=args.duration))
+        n = await producer.send_stream(paced(generate(cfg), speed, origin=cfg.start,
+                                             max_rate=rate, wall_limit=duration))
     print(f"simulated {n} events")
     return 0
