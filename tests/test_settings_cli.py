@@ -51,7 +51,6 @@ def test_defaults_match_the_documented_ones() -> None:
         "cs.events", "cs.events.dlq", "cs.facts", "cs.customers")
     assert (s.grace_seconds, s.batch_size, s.batch_seconds, s.session_timeout) == (
         5.0, 2000, 0.05, 30.0)
-    assert (s.sl_target_level, s.sl_target_seconds) == (0.8, 30.0)
     assert (s.data_dir, s.shops, s.forbidden_phrases) == ("/tmp/cs-pulse", {}, [])
     assert (s.chatwoot_secret.get_secret_value(), s.chatwoot_shop) == ("", "chatwoot")
     assert (s.webhook_host, s.webhook_port, s.loglevel) == ("0.0.0.0", 8088, "warn")
@@ -69,7 +68,7 @@ def test_every_variable_is_read_from_the_environment(monkeypatch: pytest.MonkeyP
         "BROKER": "kafka://k:9093", "APP_ID": "a", "EVENTS_TOPIC": "e", "DLQ_TOPIC": "d",
         "FACTS_TOPIC": "f", "CUSTOMERS_TOPIC": "c", "PARTITIONS": "3", "METRICS_HOST": "h",
         "METRICS_PORT": "9000", "GRACE_SECONDS": "2.5", "BATCH_SIZE": "10",
-        "BATCH_SECONDS": "0.5", "SL_TARGET": "0.9", "SL_SECONDS": "20",
+        "BATCH_SECONDS": "0.5",
         "SESSION_TIMEOUT": "6", "DATA_DIR": "/d", "LOGLEVEL": "info",
         "SHOPS": '{"default": {"tz": "Europe/Paris"}}', "FORBIDDEN_PHRASES": str(phrases),
         "CHATWOOT_SECRET": "s3cret", "CHATWOOT_SHOP": "cw", "WEBHOOK_HOST": "127.0.0.1",
@@ -83,7 +82,6 @@ def test_every_variable_is_read_from_the_environment(monkeypatch: pytest.MonkeyP
     assert (s.partitions, s.metrics_host, s.metrics_port) == (3, "h", 9000)
     assert (s.grace_seconds, s.batch_size, s.batch_seconds, s.session_timeout) == (
         2.5, 10, 0.5, 6.0)
-    assert (s.sl_target_level, s.sl_target_seconds) == (0.9, 20.0)
     assert (s.data_dir, s.loglevel) == ("/d", "info")
     assert s.calendars.for_shop("x").tz == "Europe/Paris"
     assert s.forbidden_phrases == ["不知道", "你自己看"]
@@ -116,17 +114,16 @@ def test_shops_and_phrases_keep_their_formats(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_empty_variables_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("PARTITIONS", "SHOPS", "FORBIDDEN_PHRASES", "SL_TARGET"):
+    for name in ("PARTITIONS", "SHOPS", "FORBIDDEN_PHRASES"):
         monkeypatch.setenv(f"CS_PULSE_{name}", "")
     s = Settings()
-    assert (s.partitions, s.shops, s.forbidden_phrases, s.sl_target_level) == (8, {}, [], 0.8)
+    assert (s.partitions, s.shops, s.forbidden_phrases) == (8, {}, [])
 
 
 def test_keyword_construction_copies_and_frozen(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CS_PULSE_PARTITIONS", "5")
-    s = Settings(partitions=4, grace_seconds=0, shops={"default": {"tz": "UTC"}},
-                 sl_target_level=0.9)
-    assert (s.partitions, s.grace_seconds, s.sl_target_level) == (4, 0.0, 0.9)
+    s = Settings(partitions=4, grace_seconds=0, shops={"default": {"tz": "UTC"}})
+    assert (s.partitions, s.grace_seconds) == (4, 0.0)
     assert Settings().partitions == 5
     copy = s.model_copy(update={"shops": {}})
     assert copy.calendars.for_shop("x").tz == "Asia/Shanghai"
@@ -140,7 +137,8 @@ def test_keyword_construction_copies_and_frozen(monkeypatch: pytest.MonkeyPatch)
                             "parse string as an integer (got 'eight')"),
     ("PARTITIONS", "0", "CS_PULSE_PARTITIONS: Input should be greater than or equal to 1 "
                         "(got '0')"),
-    ("SL_TARGET", "80", "CS_PULSE_SL_TARGET: Input should be less than 1 (got '80')"),
+    ("GRACE_SECONDS", "-1", "CS_PULSE_GRACE_SECONDS: Input should be greater than or equal to 0 "
+                            "(got '-1')"),
     ("SHOPS", "/no/such/shops.json",
      "CS_PULSE_SHOPS: cannot read /no/such/shops.json: No such file or directory"),
     ("SHOPS", '{"shops": ', "CS_PULSE_SHOPS: not valid JSON: Expecting value: line 1 column 11 "

@@ -112,9 +112,6 @@ class Settings(BaseSettings):
     session_timeout: float = Field(default=30.0, gt=0)
     data_dir: str = "/tmp/cs-pulse"
     loglevel: str = "warn"                     # ``cs-pulse worker --loglevel`` default
-    # Staffing target (80 % answered in 30 s); the variables are CS_PULSE_SL_TARGET/_SECONDS.
-    sl_target_level: float = Field(default=0.8, gt=0, lt=1, validation_alias="CS_PULSE_SL_TARGET")
-    sl_target_seconds: float = Field(default=30.0, gt=0, validation_alias="CS_PULSE_SL_SECONDS")
     # Shop calendars and first-response tiers: inline JSON or a JSON file (see shops_config).
     shops: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict)
     # The ingest edge: forbidden phrases (see forbidden_phrases_config)

@@ -69,9 +69,10 @@ async def read_topic(bootstrap: str, topic: str) -> list[Record]:
 
 def recompute(records: list[Record], now: float, settings: Settings) -> list[Sample]:
     from cs_pulse.audit.recompute import recompute as sql
+    from cs_pulse.metrics.catalogue.slo import SERVICE_LEVEL_SECONDS, THRESHOLDS
 
     return sql(records, now, grace_seconds=settings.grace_seconds, shops=settings.shops,
-               sl_target=settings.sl_target_level, sl_seconds=settings.sl_target_seconds)
+               sl_target=THRESHOLDS["service_level"].critical, sl_seconds=SERVICE_LEVEL_SECONDS)
 
 
 @contextmanager

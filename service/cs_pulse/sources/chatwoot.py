@@ -20,10 +20,10 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry, Counter
 
 from cs_pulse.ingest import phrases
+from cs_pulse.metrics.http import metrics_app, serve
 from cs_pulse.settings import ConfigError, Settings
 from cs_pulse.sources.produce import EventProducer
 
@@ -157,14 +157,8 @@ def build_webhook_app(secret: bytes, shop: str, send: Sender,
         events_out.inc(len(events))
         return web.json_response({"produced": len(events)})
 
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(registry),
-                            headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    app = web.Application(client_max_size=MAX_BODY_BYTES + 1)
-    app.router.add_post("/chatwoot", receive)
-    app.router.add_get("/metrics", metrics)
-    return app
+    return metrics_app(registry, post={"/chatwoot": receive},
+                       client_max_size=MAX_BODY_BYTES + 1)
 
 
 async def run_webhook(settings: Settings, port: int | None = None) -> int:
@@ -178,9 +172,8 @@ async def run_webhook(settings: Settings, port: int | None = None) -> int:
         async def send(events: list[Event]) -> None:
             await producer.send_all(events)
 
-        runner = web.AppRunner(build_webhook_app(secret.encode(), settings.chatwoot_shop, send))
-        await runner.setup()
-        await web.TCPSite(runner, settings.webhook_host, port).start()
+        await serve(build_webhook_app(secret.encode(), settings.chatwoot_shop, send),
+                    settings.webhook_host, port)
         log.info("Chatwoot webhooks on port %s, path /chatwoot", port)
         await asyncio.Event().wait()
     return 0

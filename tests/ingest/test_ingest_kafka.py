@@ -24,9 +24,9 @@ from harness import Topology
 pytestmark = pytest.mark.kafka
 # The shared real data sits next to the repository (see SPEC); CS_PULSE_DATA points elsewhere.
 DATA = Path(os.environ.get("CS_PULSE_DATA",
-                           Path(__file__).resolve().parents[2] / "shared" / "data"))
+                           Path(__file__).resolve().parents[3] / "shared" / "data"))
 BANK = DATA / "technion_callcenter"
-CHATWOOT = Path(__file__).parent / "data" / "chatwoot"   # small MIT samples, vendored
+CHATWOOT = Path(__file__).parents[1] / "data" / "chatwoot"   # small MIT samples, vendored
 SECRET = b"test-secret"
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from cs_pulse.domain.model import Event
 from cs_pulse.ingest.decode import MAX_EVENT_BYTES, REASONS, Decoder, Rejected
 
-SCHEMAS = sorted((Path(__file__).parents[1] / "schemas").glob("*.v1.json"))
+SCHEMAS = sorted((Path(__file__).parents[2] / "schemas").glob("*.v1.json"))
 NOW = 1_731_300_000.0
 DECODER = Decoder(now=lambda: NOW)
 EXAMPLES = [(p.name, e) for p in SCHEMAS for e in orjson.loads(p.read_bytes())["examples"]]

@@ -25,7 +25,7 @@ from test_workers_kafka import FAST_REBALANCE, wait_for_match
 
 pytestmark = pytest.mark.kafka
 DATA = Path(os.environ.get("CS_PULSE_DATA",
-                           Path(__file__).resolve().parents[2] / "shared" / "data"))
+                           Path(__file__).resolve().parents[3] / "shared" / "data"))
 TWITTER = DATA / "ibm_twitter_care" / "dev.json"
 STAGES = ("event", "customer", "fact")
 

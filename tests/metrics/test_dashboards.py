@@ -12,7 +12,7 @@ import pytest
 from cs_pulse.metrics import dashboards
 from cs_pulse.metrics.catalogue import slo
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 NAMES = ["agents.json", "floor.json", "pipeline.json", "volume.json"]
 
 # Panels that must show a catalogue threshold: (file, title prefix) -> THRESHOLDS key.

@@ -27,8 +27,8 @@ from oracles.bank_raw import figures
 from story import Story
 
 DATA = Path(os.environ.get("CS_PULSE_DATA",
-                           Path(__file__).resolve().parents[2] / "shared" / "data"))
-SHOPS = Path(__file__).resolve().parents[1] / "deploy" / "shops.json"
+                           Path(__file__).resolve().parents[3] / "shared" / "data"))
+SHOPS = Path(__file__).resolve().parents[2] / "deploy" / "shops.json"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 

@@ -16,7 +16,7 @@ import yaml
 from cs_pulse.metrics import rules
 from cs_pulse.metrics.catalogue import slo
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 DEPLOY = REPO / "deploy"
 
 
@@ -52,7 +52,7 @@ def test_every_alert_has_severity_summary_description_runbook_and_for() -> None:
     doc = yaml.safe_load((DEPLOY / "prometheus/rules/alerts.yml").read_text())
     alerts = [r for g in doc["groups"] for r in g["rules"]]
     assert len(alerts) == 12
-    runbooks = Path(__file__).parents[1] / "docs" / "runbooks"
+    runbooks = Path(__file__).parents[2] / "docs" / "runbooks"
     for rule in alerts:
         assert rule["labels"]["severity"] in ("page", "ticket"), rule["alert"]
         assert {"summary", "description", "runbook_url"} <= set(rule["annotations"])

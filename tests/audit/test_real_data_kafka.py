@@ -30,8 +30,8 @@ from oracles.bank_raw import figures
 
 pytestmark = pytest.mark.kafka
 DATA = Path(os.environ.get("CS_PULSE_DATA",
-                           Path(__file__).resolve().parents[2] / "shared" / "data"))
-SHOPS = Path(__file__).resolve().parents[1] / "deploy" / "shops.json"
+                           Path(__file__).resolve().parents[3] / "shared" / "data"))
+SHOPS = Path(__file__).resolve().parents[2] / "deploy" / "shops.json"
 DATASETS = {
     "january": (DATA / "technion_callcenter" / "january.txt", "technion"),
     "october": (DATA / "technion_callcenter" / "october.txt", "technion"),
