@@ -81,7 +81,7 @@ def test_a_worker_page_has_process_and_gc_families() -> None:
 
 
 def test_the_readme_table_lists_every_family() -> None:
-    table = readme.table()
+    table = readme.metric_table()
     for fam in FAMILIES.values():
         assert f"`{fam.name}" in table
 
