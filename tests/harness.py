@@ -137,8 +137,9 @@ def comparable(samples: Samples) -> dict[tuple[str, tuple[tuple[str, str], ...]]
     pipeline counters (which count re-deliveries) and wall-clock windows are left out."""
     out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     for name, labels, v in samples:
-        if name.startswith(("cs_events_", "cs_facts_", "cs_event_lag", "cs_input_", "cs_staffing")):
-            continue
+        if not name.startswith("cs_") or name.startswith(
+                ("cs_events_", "cs_facts_", "cs_event_lag", "cs_input_", "cs_staffing")):
+            continue   # process_* and python_* describe the process, not the data
         if not (name.endswith(("_total", "_bucket", "_sum", "_count"))
                 or name in COMPARED_GAUGES):
             continue

@@ -31,8 +31,9 @@ def key(name: str, labels: dict[str, str]) -> Key:
 def compared(samples: Iterable[Sample], pipeline: bool = True) -> dict[Key, float]:
     out: dict[Key, float] = {}
     for name, labels, value in samples:
-        if name.startswith(NOT_COMPARED) or (not pipeline and name.startswith(PIPELINE)):
-            continue
+        if (not name.startswith("cs_") or name.startswith(NOT_COMPARED)
+                or (not pipeline and name.startswith(PIPELINE))):
+            continue   # process_* and python_* (client_python's) describe the process
         k = key(name, labels)
         out[k] = out.get(k, 0.0) + value
     return out

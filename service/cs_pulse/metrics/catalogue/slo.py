@@ -26,7 +26,10 @@ SHORT_ABANDON_SECONDS = SHORT_ABANDON_MS // 1000
 
 @dataclass(frozen=True)
 class Threshold:
-    """A warning/critical pair on one number. ``below`` means lower is worse."""
+    """Levels on one number; ``below`` means lower is worse. ``critical`` is the line the
+    alert fires at (and the target a board marks); ``warning`` is a second step a board
+    colours, wherever it lies: boards colour by value order (dashboards.threshold_steps), so
+    the service level is red below 70 %, orange to 80 % and green from the 80 % target."""
 
     critical: float
     warning: float | None = None
