@@ -1,13 +1,19 @@
 # cs-pulse service image: worker, simulator, replay and webhook receiver share it.
-FROM python:3.11-slim
-ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
-WORKDIR /app
-COPY pyproject.toml README.md ./
-# schemas/ is package data: service/cs_pulse/schemas links to it, and `pip install .` copies it
-# into the installed package (importlib.resources).
+# Build stage: the wheel, with the core compiled by mypyc (needs a C compiler; setup.py).
+FROM python:3.11 AS build
+WORKDIR /src
+COPY pyproject.toml setup.py README.md ./
+# schemas/ is package data: service/cs_pulse/schemas links to it, and the wheel carries a copy
+# (importlib.resources).
 COPY service ./service
 COPY schemas ./schemas
-RUN pip install . && useradd --system --uid 10001 cspulse && mkdir /history && chown cspulse /history
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11-slim
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+COPY --from=build /wheels /wheels
+RUN pip install /wheels/*.whl && rm -rf /wheels \
+    && useradd --system --uid 10001 cspulse && mkdir /history && chown cspulse /history
 USER cspulse
 EXPOSE 9464 8088
 ENTRYPOINT ["cs-pulse"]

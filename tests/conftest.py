@@ -9,6 +9,19 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from cs_pulse.devtools.embedded_kafka import DEFAULT_KAFKA_VERSION, KafkaBroker
 
+SERVICE = Path(__file__).resolve().parents[1] / "service"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A compiled module (mypyc, built in place by ``pip install -e .``) is imported instead of
+    its .py: one older than its source would test yesterday's code."""
+    stale = [str(so.relative_to(SERVICE)) for so in SERVICE.rglob("*.so")
+             if (py := so.with_name(so.name.split(".", 1)[0] + ".py")).exists()
+             and py.stat().st_mtime > so.stat().st_mtime]
+    if stale:
+        pytest.exit(f"compiled modules older than their source: {', '.join(stale)}; "
+                    "rebuild with ./dev setup (or .venv/bin/pip install -e .)", returncode=4)
+
 
 @pytest.fixture(scope="session")
 def kafka() -> Iterator[KafkaBroker]:

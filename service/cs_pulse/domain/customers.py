@@ -51,6 +51,8 @@ def _within(start: int, ts: int, horizon: int) -> bool:
     return start <= ts <= start + horizon
 
 
+AFTER_SALES = frozenset({"refund", "return", "exchange"})   # one handler for all three
+
 class CustomerStage:
     """``sources``: how many events partitions feed this stage (their records are joined);
     ``calendars``: the shops' time zones (customer counts are per local day)."""
@@ -81,7 +83,8 @@ class CustomerStage:
             cust = self.customers[record.key] = Customer()
         self._dirty.add(f"k|{record.key}")
         out: list[Fact] = []
-        handler = getattr(self, f"_on_{record.kind}")
+        kind = "after_sale" if record.kind in AFTER_SALES else record.kind
+        handler = getattr(self, f"_on_{kind}")
         handler(cust, record, out)
         return out
 
@@ -183,8 +186,6 @@ class CustomerStage:
         for credit in cust.credits:
             if credit[2] == r.order and _within(credit[3], r.ts, AFTERSALE_HORIZON_MS):
                 self._after_sale(cust, credit, r.kind, out)
-
-    _on_refund = _on_return = _on_exchange = _on_after_sale
 
     @staticmethod
     def _after_sale(cust: Customer, credit: list[Any], kind: str, out: list[Fact]) -> None:

@@ -111,7 +111,7 @@ def bucket_index(bounds: tuple[float, ...], value: float) -> int:
 
 def quantile(bounds: tuple[float, ...], counts: list[float], q: float) -> float | None:
     """Quantile from per-bucket (non-cumulative) counts, interpolated like histogram_quantile."""
-    total = sum(counts)
+    total = sum(counts, 0.0)
     if total <= 0:
         return None
     rank = q * total

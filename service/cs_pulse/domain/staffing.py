@@ -94,9 +94,9 @@ def erlang_a(servers: int, arrival_rate: float, service_rate: float,
     top = max(max(log_terms), max(queue_logs))
     below = [math.exp(x - top) for x in log_terms]
     queue = [math.exp(x - top) for x in queue_logs]
-    total = sum(below) + sum(queue)
-    p_no_wait = sum(below[:-1]) / total   # states 0..n-1: an arrival starts at once
-    mean_queue = sum((i + 1) * q for i, q in enumerate(queue)) / total
+    total = sum(below, 0.0) + sum(queue, 0.0)   # float starts: mypyc types sum() by its start
+    p_no_wait = sum(below[:-1], 0.0) / total   # states 0..n-1: an arrival starts at once
+    mean_queue = sum(((i + 1) * q for i, q in enumerate(queue)), 0.0) / total
     p_abandon = abandon_rate * mean_queue / arrival_rate
     return ErlangA(1.0 - p_no_wait, p_abandon, mean_queue, mean_queue / arrival_rate)
 
@@ -168,7 +168,7 @@ def shop_staffing(windows: dict[str, Counts], live: Live, now: int, target_level
     patience = ratio(hour.get("first_response:sum", 0.0) + hour.get("abandon_wait:sum", 0.0),
                      hour.get("abandon_wait:count", 0.0))
     roster = live.roster
-    concurrency = sum(roster.values()) / len(roster) if roster else 1.0
+    concurrency = sum(roster.values(), 0.0) / len(roster) if roster else 1.0
     rec = recommend(arrivals, aht, len(roster), concurrency, target_level, target_seconds,
                     patience)
     known = aht > 0
