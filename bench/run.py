@@ -129,9 +129,10 @@ def metric_sum(text: str, name: str, must: str = "") -> float:
 
 
 class Worker:
-    def __init__(self, bootstrap: str, app_id: str, topic: str, tmp: Path) -> None:
+    def __init__(self, bootstrap: str, app_id: str, topic: str, tmp: Path,
+                 variant: dict[str, str] | None = None) -> None:
         self.port = free_port()
-        env = dict(os.environ, CS_PULSE_BROKER=bootstrap, CS_PULSE_APP_ID=app_id,
+        env = dict(os.environ, **(variant or {}), CS_PULSE_BROKER=bootstrap, CS_PULSE_APP_ID=app_id,
                    CS_PULSE_EVENTS_TOPIC=topic, CS_PULSE_DLQ_TOPIC=f"{topic}.dlq",
                    CS_PULSE_FACTS_TOPIC=f"{app_id}.facts",
                    CS_PULSE_CUSTOMERS_TOPIC=f"{app_id}.customers",
@@ -172,7 +173,8 @@ class Worker:
 
 
 def pipeline_rate(bootstrap: str, records: Rows, workers: int, tmp: Path,
-                  expected_conversations: float, timeout: float = 900) -> float:
+                  expected_conversations: float, timeout: float = 900,
+                  variant: dict[str, str] | None = None) -> float:
     """Events/s through both stages. The workers start on an empty topic; once they own all
     its partitions the events are produced, and the clock runs until every worker's
     stage 2 has folded them all in (the exported conversation count equals an in-process
@@ -181,7 +183,7 @@ def pipeline_rate(bootstrap: str, records: Rows, workers: int, tmp: Path,
     topic = f"pipe-{uuid.uuid4().hex[:6]}"
     asyncio.run(create_topic(bootstrap, topic))
     app_id = f"bench-{uuid.uuid4().hex[:6]}"
-    procs = [Worker(bootstrap, app_id, topic, tmp) for _ in range(workers)]
+    procs = [Worker(bootstrap, app_id, topic, tmp, variant) for _ in range(workers)]
     conversations = 0.0
     try:
         deadline = time.monotonic() + timeout
@@ -330,10 +332,47 @@ def memory_per_open_conversation(n: int) -> float:
     return used / n
 
 
+def pure_python_tree(tmp: Path) -> str:
+    """A copy of the package without its compiled modules: the pure-Python build."""
+    import shutil
+
+    import cs_pulse
+
+    src = Path(cs_pulse.__file__).parent
+    shutil.copytree(src, tmp / "pure" / "cs_pulse",
+                    ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    return str(tmp / "pure")
+
+
+def levers(bootstrap: str, records: Rows, tmp: Path, expected: float,
+           baseline: Path | None, rounds: int) -> dict[str, list[float]]:
+    """1-worker pipeline events/s of each lever's variant, alternated ``rounds`` times so
+    drift hits every variant alike: as shipped (compiled core, uvloop), without uvloop,
+    without the compiled core, and another checkout's code (``--baseline``)."""
+    variants = {"shipped (compiled, uvloop)": {},
+                "compiled, asyncio loop": {"CS_PULSE_EVENT_LOOP": "asyncio"},
+                "pure Python, uvloop": {"PYTHONPATH": pure_python_tree(tmp)},
+                "pure Python, asyncio loop": {"PYTHONPATH": str(tmp / "pure"),
+                                              "CS_PULSE_EVENT_LOOP": "asyncio"}}
+    if baseline is not None:
+        variants[f"baseline {baseline}"] = {"PYTHONPATH": str(baseline)}
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, env in variants.items():
+            rates[name].append(pipeline_rate(bootstrap, records, 1, tmp, expected,
+                                             variant=env))
+            print(f"{name}: {rates[name][-1]:,.0f} events/s", file=sys.stderr)
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--probes", type=int, default=100)
+    parser.add_argument("--levers", type=int, default=0, metavar="ROUNDS",
+                        help="also time 1 worker per lever variant, alternated ROUNDS times")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="with --levers: another checkout's service/ directory")
     args = parser.parse_args()
     n = args.events
     events = simulated(n)
@@ -351,6 +390,8 @@ def main() -> None:
         one = pipeline_rate(kafka.bootstrap, records, 1, tmp, expected)
         two = pipeline_rate(kafka.bootstrap, records, 2, tmp, expected)
         p50, p99, kpi = latency(kafka.bootstrap, tmp, args.probes)
+        lever_rates = (levers(kafka.bootstrap, records, tmp, expected, args.baseline,
+                              args.levers) if args.levers else {})
     mem10k = memory_per_open_conversation(10_000)
     mem100k = memory_per_open_conversation(100_000)
     print(f"\n{n} simulated events, {PARTITIONS} partitions, {os.cpu_count()} CPUs\n")
@@ -368,6 +409,13 @@ def main() -> None:
           f"{kpi:.2f} s |")
     print(f"| memory per open conversation, 10k open | {mem10k:,.0f} bytes |")
     print(f"| memory per open conversation, 100k open | {mem100k:,.0f} bytes |")
+    if lever_rates:
+        print("\n| 1 worker, variant | events/s per round | median | x Faust floor |")
+        print("|---|---|---|---|")
+        for name, rates in lever_rates.items():
+            med = statistics.median(rates)
+            print(f"| {name} | {', '.join(f'{r:,.0f}' for r in rates)} | {med:,.0f} | "
+                  f"{med / floor:.2f} |")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -112,6 +112,7 @@ class Settings(BaseSettings):
     session_timeout: float = Field(default=30.0, gt=0)
     data_dir: str = "/tmp/cs-pulse"
     loglevel: str = "warn"                     # ``cs-pulse worker --loglevel`` default
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"   # the worker's (uvloop: faster I/O)
     # Shop calendars and first-response tiers: inline JSON or a JSON file (see shops_config).
     shops: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict)
     # The ingest edge: forbidden phrases (see forbidden_phrases_config)

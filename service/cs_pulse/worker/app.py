@@ -51,6 +51,10 @@ def run_worker(settings: Settings, loglevel: str = "warn") -> int:
     except TopicMismatch as exc:
         log.error("cannot start: %s", exc)
         return EX_CONFIG
+    if settings.event_loop == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop(uvloop.new_event_loop())
     app = build_app(settings)
     FaustWorker(app, loglevel=loglevel, redirect_stdouts=False,
                 loop=get_event_loop()).execute_from_commandline()
