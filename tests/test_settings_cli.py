@@ -69,7 +69,7 @@ def test_every_variable_is_read_from_the_environment(monkeypatch: pytest.MonkeyP
         "FACTS_TOPIC": "f", "CUSTOMERS_TOPIC": "c", "PARTITIONS": "3", "METRICS_HOST": "h",
         "METRICS_PORT": "9000", "GRACE_SECONDS": "2.5", "BATCH_SIZE": "10",
         "BATCH_SECONDS": "0.5",
-        "SESSION_TIMEOUT": "6", "DATA_DIR": "/d", "LOGLEVEL": "info",
+        "SESSION_TIMEOUT": "6", "DATA_DIR": "/d", "LOGLEVEL": "info", "EVENT_LOOP": "asyncio",
         "SHOPS": '{"default": {"tz": "Europe/Paris"}}', "FORBIDDEN_PHRASES": str(phrases),
         "CHATWOOT_SECRET": "s3cret", "CHATWOOT_SHOP": "cw", "WEBHOOK_HOST": "127.0.0.1",
         "WEBHOOK_PORT": "8089", "HISTORY_DIR": "/h", "HISTORY_DAYS": "30", "CACHE": "/c",
@@ -82,7 +82,7 @@ def test_every_variable_is_read_from_the_environment(monkeypatch: pytest.MonkeyP
     assert (s.partitions, s.metrics_host, s.metrics_port) == (3, "h", 9000)
     assert (s.grace_seconds, s.batch_size, s.batch_seconds, s.session_timeout) == (
         2.5, 10, 0.5, 6.0)
-    assert (s.data_dir, s.loglevel) == ("/d", "info")
+    assert (s.data_dir, s.loglevel, s.event_loop) == ("/d", "info", "asyncio")
     assert s.calendars.for_shop("x").tz == "Europe/Paris"
     assert s.forbidden_phrases == ["不知道", "你自己看"]
     assert s.chatwoot_secret.get_secret_value() == "s3cret" and "s3cret" not in repr(s)
