@@ -3,6 +3,8 @@
 Measures, in one run on one machine:
   * raw aiokafka consume + orjson decode of the events topic (the ceiling),
   * a Faust agent that only counts the same records (Faust's own per-record floor),
+  * a comparable quix-streams job on the same records (``bench.quix_job``: state per
+    conversation, a repartition by queue, 10 s windows), the peer comparison,
   * full pipeline throughput of 1 and 2 worker processes (decode, validate, conversation
     stage, repartition through Kafka, windows, changelog writes), and the ratio to the raw loop,
   * end-to-end latency: event produced -> visible on the worker's /metrics,
@@ -32,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import generate_latest
 
+from bench.quix_job import INSTALL_HINT, quix_rate
 from cs_pulse.devtools.embedded_kafka import KafkaBroker, free_port
 from cs_pulse.metrics.collector import engine_registry
 from cs_pulse.settings import Settings
@@ -387,6 +390,7 @@ def main() -> None:
         asyncio.run(produce(kafka.bootstrap, topic, records))
         raw = asyncio.run(raw_consume(kafka.bootstrap, topic, n))
         floor = faust_floor(kafka.bootstrap, topic, n, tmp)
+        quix = quix_rate(kafka.bootstrap, topic, n, tmp)
         one = pipeline_rate(kafka.bootstrap, records, 1, tmp, expected)
         two = pipeline_rate(kafka.bootstrap, records, 2, tmp, expected)
         p50, p99, kpi = latency(kafka.bootstrap, tmp, args.probes)
@@ -399,8 +403,12 @@ def main() -> None:
     print(f"| raw aiokafka consume + orjson decode | {raw:,.0f} events/s |")
     print(f"| Faust agent that only counts | {floor:,.0f} events/s ({floor / raw:.3f} x raw) |")
     print(f"| pure engine in-process, no Kafka | {pure:,.0f} events/s |")
+    print("| quix-streams job (state, repartition, 10 s windows) | "
+          + (f"{quix:,.0f} events/s |" if quix is not None
+             else f"not installed ({INSTALL_HINT}) |"))
     print(f"| full pipeline, 1 worker process | {one:,.0f} events/s ({one / raw:.3f} x raw, "
-          f"{one / floor:.2f} x Faust floor) |")
+          f"{one / floor:.2f} x Faust floor"
+          + (f", {one / quix:.2f} x quix-streams" if quix is not None else "") + ") |")
     print(f"| full pipeline, 2 worker processes | {two:,.0f} events/s ({two / one:.2f} x 1 "
           "worker) |")
     print(f"| end-to-end latency produced -> received on /metrics, p50 / p99 | "
