@@ -107,14 +107,26 @@ def replay_command(file: Path, fmt: str | None, speedup: float, limit: int,
                                   keep_time=keep_time))
 
 
-@cli.command("demo", help="embedded broker + worker + simulator with a live summary")
-@click.option("--duration", type=float, default=600.0, help="stop after N seconds")
-@click.option("--speed", type=float, default=10.0, help="simulated seconds per second")
-def demo_command(duration: float, speed: float) -> int:
-    from cs_pulse.devtools.demo import run_demo
+@cli.command("demo", help="embedded Kafka, a worker, Prometheus, Alertmanager and a scripted "
+                          "scenario on a live terminal board")
+@click.option("--duration", type=float, default=600.0,
+              help="stop after N seconds of traffic (^C stops sooner)")
+@click.option("--speed", type=float, default=None,
+              help="simulated seconds per second (default: the scenario's, 30)")
+@click.option("--scenario", type=click.Choice(["peak-breach", "steady"]), default="peak-breach",
+              help="peak-breach: agents log off at peak, the page fires, staffing recovers, "
+                   "it resolves; steady: nobody logs off")
+@click.option("--headless", is_flag=True,
+              help="plain lines (webhook notifications, a status line every 15 s), no board")
+def demo_command(duration: float, speed: float | None, scenario: str, headless: bool) -> int:
+    from cs_pulse.devtools.demo import DemoError, run_demo
 
-    s = current_settings()
-    return run_demo(duration, speed, metrics_port=s.metrics_port, cache=s.cache)
+    try:
+        run_demo(duration, speed, scenario, headless=headless, cache=current_settings().cache)
+    except DemoError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        return 1
+    return 0
 
 
 @cli.command("staffing", help="print an Erlang C/A recommendation table")

@@ -36,6 +36,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 30.0) -> None:
+    """SIGTERM, and SIGKILL if the process has not exited ``timeout`` seconds later."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 def resolve_jars(version: str = DEFAULT_KAFKA_VERSION, cache: Path | None = None) -> Path:
     """Download (once) the broker runtime for ``version`` into ``cache`` (default: the
     configured ``cache_dir()``) and return the folder of jars."""
@@ -177,13 +188,7 @@ class KafkaBroker:
             self.process.wait(30)
 
     def stop(self, remove_data: bool = True) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
         self.process = None
         if remove_data and self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)

@@ -4,7 +4,8 @@ Arrivals follow a daily curve with the SPEC's peaks (10-12, 14-17, 20-23 local) 
 agents work staggered shifts with a max concurrency; customers have exponential patience and
 abandon if no human answers in time; conversations run several customer-message runs, some go
 through a bot first, some are transferred or escalated, rated, reopened, or followed by an order
-(some refunded, returned or exchanged).
+(some refunded, returned or exchanged). An optional staffing schedule (``SimConfig.staffing``)
+logs agents off and back on at set times, for scripted scenarios (``devtools/scenario.py``).
 
 ``generate`` yields events in event-time order (pure, testable); ``run_simulation`` paces them
 to Kafka at a chosen time compression and a hard events-per-second cap, and stops by itself.
@@ -49,6 +50,19 @@ class SimConfig:
     patience_mean: float = 180.0
     bot_share: float = 0.3
     tz: str = "Asia/Shanghai"
+    staffing: tuple[StaffingStep, ...] = ()   # empty: every agent works its shift
+
+
+@dataclass(frozen=True)
+class StaffingStep:
+    """From ``at`` simulated seconds after the start, ``shop`` has ``online`` agents logged on:
+    those whose shift is on first, then agents called in from off shift, each in roster order
+    (an agent who logs off finishes the chats it holds but takes no new ones). ``None``: the
+    agents on shift, as planned."""
+
+    at: float
+    shop: str
+    online: int | None
 
 
 @dataclass
@@ -60,6 +74,8 @@ class _Agent:
     shift_start: float
     shift_end: float
     online: bool = False
+    on_shift: bool = False
+    logons: int = 0                  # heartbeats belong to one log-on
     sessions: set[str] = field(default_factory=set)
 
 
@@ -91,9 +107,12 @@ class Simulator:
         self.queues: dict[str, deque[_Conv]] = {s: deque() for s in self.shops}
         self.agents: dict[str, list[_Agent]] = {s: [] for s in self.shops}
         self.conv_n = itertools.count(1)
+        self.online_wanted: dict[str, int | None] = dict.fromkeys(self.shops)
         self._setup_agents()
         for shop in self.shops:
             self.at(cfg.start, partial(self._arrival, shop=shop))
+        for step in cfg.staffing:
+            self.at(cfg.start + step.at, partial(self._staffing, step=step))
 
     # --- scheduling ------------------------------------------------------------------------
 
@@ -141,23 +160,49 @@ class Simulator:
                   max_concurrency=a.max_concurrency)
 
     def _online(self, t: float, a: _Agent) -> None:
-        a.online = True
-        self._status(t, a, "online")
-        self.at(t + 300, lambda tt: self._heartbeat(tt, a))
-        self._dispatch(t, a.shop)
-
-    def _heartbeat(self, t: float, a: _Agent) -> None:
-        if a.online:
-            self.emit("agent.heartbeat", t, a.shop, agent_id=a.agent_id, team=a.team)
-            self.at(t + 300, lambda tt: self._heartbeat(tt, a))
+        """The agent's shift starts."""
+        a.on_shift = True
+        self._staff(t, a.shop)
 
     def _offline(self, t: float, a: _Agent) -> None:
-        a.online = False
-        self._status(t, a, "offline")
+        """The agent's shift ends; the next one is tomorrow."""
+        a.on_shift = False
+        self._staff(t, a.shop)
         a.shift_start += 86400
         a.shift_end += 86400
         self.at(a.shift_start, lambda tt: self._online(tt, a))
         self.at(a.shift_end, lambda tt: self._offline(tt, a))
+
+    def _staffing(self, t: float, step: StaffingStep) -> None:
+        self.online_wanted[step.shop] = step.online
+        self._staff(t, step.shop)
+
+    def _staff(self, t: float, shop: str) -> None:
+        """Log agents on or off so that those online are the agents on shift, or as many
+        agents as the staffing schedule says (on shift first, in roster order)."""
+        roster = self.agents[shop]
+        on_shift = [a for a in roster if a.on_shift]
+        n = self.online_wanted[shop]
+        chosen = on_shift if n is None else (on_shift + [a for a in roster if not a.on_shift])[:n]
+        wanted = {a.agent_id for a in chosen}
+        for a in self.agents[shop]:
+            if a.online and a.agent_id not in wanted:
+                a.online = False
+                self._status(t, a, "offline")
+            elif not a.online and a.agent_id in wanted:
+                self._log_on(t, a)
+
+    def _log_on(self, t: float, a: _Agent) -> None:
+        a.online = True
+        a.logons += 1
+        self._status(t, a, "online")
+        self.at(t + 300, partial(self._heartbeat, a=a, logon=a.logons))
+        self._dispatch(t, a.shop)
+
+    def _heartbeat(self, t: float, a: _Agent, logon: int) -> None:
+        if a.online and a.logons == logon:
+            self.emit("agent.heartbeat", t, a.shop, agent_id=a.agent_id, team=a.team)
+            self.at(t + 300, partial(self._heartbeat, a=a, logon=logon))
 
     # --- customers ---------------------------------------------------------------------------
 
@@ -356,10 +401,12 @@ def generate(cfg: SimConfig) -> Iterator[dict[str, Any]]:
 
 async def run_simulation(settings: Settings, *, seed: int = 7, speed: float = 60.0,
                          duration: float = 600.0, rate: float = 2000.0, shops: int = 2,
-                         agents_per_shop: int = 24, start: float | None = None) -> int:
+                         agents_per_shop: int = 24, start: float | None = None,
+                         staffing: tuple[StaffingStep, ...] = ()) -> int:
     """Produce ``duration`` wall seconds of simulated traffic to the events topic: ``speed``
     simulated seconds per wall second, at most ``rate`` events per wall second, from the
-    simulated ``start`` (epoch seconds; default: so that it ends about now)."""
+    simulated ``start`` (epoch seconds; default: so that it ends about now), with an optional
+    ``staffing`` schedule."""
     from cs_pulse.sources.produce import EventProducer, paced
     from cs_pulse.worker.topics import ensure_topics
 
@@ -367,7 +414,7 @@ async def run_simulation(settings: Settings, *, seed: int = 7, speed: float = 60
     # Compressed time runs ahead of the wall clock, so it starts in the past and ends ~now.
     origin = start if start is not None else time.time() - duration * max(speed, 1.0)
     cfg = SimConfig(seed=seed, start=origin, duration=duration * max(speed, 1.0),
-                    shops=shops, agents_per_shop=agents_per_shop)
+                    shops=shops, agents_per_shop=agents_per_shop, staffing=staffing)
     async with EventProducer(settings.bootstrap, settings.events_topic) as producer:
         n = await producer.send_stream(paced(generate(cfg), speed, origin=cfg.start,
                                              max_rate=rate, wall_limit=duration))
