@@ -62,7 +62,7 @@ class Topology:
             CS_PULSE_CUSTOMERS_TOPIC=f"{self.name}.customers",
             CS_PULSE_PARTITIONS=str(self.partitions),
             CS_PULSE_METRICS_HOST="127.0.0.1", CS_PULSE_METRICS_PORT=str(metrics_port),
-            CS_PULSE_DATA_DIR=data_dir, CS_PULSE_BATCH_SECONDS="0.02",
+            CS_PULSE_DATA_DIR=data_dir,
         )
 
 

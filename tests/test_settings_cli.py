@@ -49,8 +49,8 @@ def test_defaults_match_the_documented_ones() -> None:
         "127.0.0.1:9092", "cs-pulse", 8, "0.0.0.0", 9464)
     assert (s.events_topic, s.dlq_topic, s.facts_topic, s.customers_topic) == (
         "cs.events", "cs.events.dlq", "cs.facts", "cs.customers")
-    assert (s.grace_seconds, s.batch_size, s.batch_seconds, s.session_timeout) == (
-        5.0, 2000, 0.05, 30.0)
+    assert (s.grace_seconds, s.batch_size, s.session_timeout) == (
+        5.0, 2000, 30.0)
     assert (s.data_dir, s.shops, s.forbidden_phrases) == ("/tmp/cs-pulse", {}, [])
     assert (s.chatwoot_secret.get_secret_value(), s.chatwoot_shop) == ("", "chatwoot")
     assert (s.webhook_host, s.webhook_port, s.loglevel) == ("0.0.0.0", 8088, "warn")
@@ -68,7 +68,6 @@ def test_every_variable_is_read_from_the_environment(monkeypatch: pytest.MonkeyP
         "BROKER": "kafka://k:9093", "APP_ID": "a", "EVENTS_TOPIC": "e", "DLQ_TOPIC": "d",
         "FACTS_TOPIC": "f", "CUSTOMERS_TOPIC": "c", "PARTITIONS": "3", "METRICS_HOST": "h",
         "METRICS_PORT": "9000", "GRACE_SECONDS": "2.5", "BATCH_SIZE": "10",
-        "BATCH_SECONDS": "0.5",
         "SESSION_TIMEOUT": "6", "DATA_DIR": "/d", "LOGLEVEL": "info", "EVENT_LOOP": "asyncio",
         "SHOPS": '{"default": {"tz": "Europe/Paris"}}', "FORBIDDEN_PHRASES": str(phrases),
         "CHATWOOT_SECRET": "s3cret", "CHATWOOT_SHOP": "cw", "WEBHOOK_HOST": "127.0.0.1",
@@ -80,8 +79,8 @@ def test_every_variable_is_read_from_the_environment(monkeypatch: pytest.MonkeyP
     assert (s.broker_url, s.bootstrap, s.app_id) == ("kafka://k:9093", "k:9093", "a")
     assert (s.events_topic, s.dlq_topic, s.facts_topic, s.customers_topic) == ("e", "d", "f", "c")
     assert (s.partitions, s.metrics_host, s.metrics_port) == (3, "h", 9000)
-    assert (s.grace_seconds, s.batch_size, s.batch_seconds, s.session_timeout) == (
-        2.5, 10, 0.5, 6.0)
+    assert (s.grace_seconds, s.batch_size, s.session_timeout) == (
+        2.5, 10, 6.0)
     assert (s.data_dir, s.loglevel, s.event_loop) == ("/d", "info", "asyncio")
     assert s.calendars.for_shop("x").tz == "Europe/Paris"
     assert s.forbidden_phrases == ["不知道", "你自己看"]

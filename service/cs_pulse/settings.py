@@ -108,7 +108,6 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     grace_seconds: float = Field(default=5.0, ge=0)
     batch_size: int = Field(default=2000, ge=1)
-    batch_seconds: float = Field(default=0.05, ge=0)
     session_timeout: float = Field(default=30.0, gt=0)
     data_dir: str = "/tmp/cs-pulse"
     loglevel: str = "warn"                     # ``cs-pulse worker --loglevel`` default

@@ -35,14 +35,6 @@ def test_take_rows_moves_a_memory_tables_rows_out(app: faust.App) -> None:
     assert dict(table.data.data) == {}   # type: ignore[attr-defined]
 
 
-def test_take_events_batches_events_with_their_messages(app: faust.App) -> None:
-    topic = app.topic("t", key_serializer="raw", value_serializer="raw")
-    stream = app.stream(topic)
-    params = inspect.signature(stream.take_events).parameters   # type: ignore[attr-defined]
-    assert list(params)[:2] == ["max_", "within"]
-    assert faust_compat.take_batches(stream, 10, 0.1) is not None
-
-
 def test_quiet_debug_logging_removes_the_spinner_handler() -> None:
     from faust.utils.terminal.spinners import Spinner, SpinnerHandler
 
@@ -58,3 +50,21 @@ def test_quiet_debug_logging_removes_the_spinner_handler() -> None:
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
+
+
+def test_the_batch_consumer_copies_this_faust_versions_drain_loop(app: faust.App) -> None:
+    import hashlib
+
+    from faust.transport.consumer import Consumer
+
+    source = inspect.getsource(Consumer._drain_messages)
+    assert hashlib.sha256(source.encode()).hexdigest() == faust_compat.DRAIN_MESSAGES_SHA256
+    handled: list[object] = []
+
+    async def handle(batch: list[object]) -> None:
+        handled.extend(batch)
+
+    faust_compat.use_batch_delivery(app, {"t": handle})
+    consumer = app.consumer
+    assert isinstance(consumer, faust_compat.BatchConsumer)
+    assert consumer.batch_handlers == {"t": handle}

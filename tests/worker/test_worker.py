@@ -5,6 +5,7 @@ stalls caught up, retention losses counted, and nothing moved while partitions m
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import AsyncIterator, Iterable
 from typing import NoReturn
 
@@ -50,6 +51,7 @@ class MemoryBus:
         self.broken = False
         self.first_offset = 0
         self.consumed: dict[str, dict[int, int]] = {s: {} for s in SOURCES}
+        self.owned = set(range(PARTITIONS))
 
     def append(self, source: str, partition: int, key: bytes | None, value: bytes) -> None:
         part = self.topics[source][partition]
@@ -59,7 +61,7 @@ class MemoryBus:
         return self.is_active
 
     def assigned(self) -> dict[str, set[int]]:
-        return {s: set(range(PARTITIONS)) for s in SOURCES}
+        return {s: set(self.owned) for s in SOURCES}
 
     def read_offsets(self, source: str) -> dict[int, int | None]:
         return {p: self.consumed[source].get(p) for p in range(PARTITIONS)}
@@ -119,7 +121,7 @@ async def pump(worker: Worker, bus: MemoryBus, skip: dict[int, set[int]] | None 
 
 def load_events(bus: MemoryBus, items: list[tuple[bytes, bytes]]) -> None:
     for key, value in items:
-        bus.append(EVENTS, hash(key) % PARTITIONS, key, value)
+        bus.append(EVENTS, zlib.crc32(key) % PARTITIONS, key, value)
 
 
 def settings() -> Settings:
@@ -266,3 +268,15 @@ async def test_a_flush_waits_for_the_stage_lock_and_cuts_between_batches() -> No
         await asyncio.sleep(0.01)
         assert not flushing.done()        # a stage mid-batch holds the flush back
     await flushing
+
+
+async def test_records_of_partitions_moved_away_are_not_handled() -> None:
+    bus = MemoryBus()
+    load_events(bus, events(5))
+    engine, worker = make(bus)
+    bus.owned = {1}
+    worker.on_assigned()             # partition 0 now belongs to another worker
+    await pump(worker, bus)
+    assert (EVENTS, 0) not in engine.cursors and set(engine.stages) == {1}
+    await worker.catch_up(EVENTS, {0: 0})   # a catch-up is asked for by the engine: read
+    assert engine.cursors[(EVENTS, 0)].next_offset == len(bus.topics[EVENTS][0])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from sys import intern
 from typing import Any
 
 
@@ -28,22 +29,24 @@ AGENT_LABELS = ("shop", "team", "agent")
 TEAM_LABELS = ("shop", "team")
 
 
+# Series and label strings are interned: thousands of open conversations and their facts share
+# one copy of each (a few hundred bytes per conversation otherwise).
 def queue_series(shop: str, queue: str, channel: str) -> str:
-    return f"q|{shop}|{queue}|{channel}"
+    return intern(f"q|{shop}|{queue}|{channel}")
 
 
 def agent_series(shop: str, team: str, agent: str) -> str:
-    return f"a|{shop}|{team}|{agent}"
+    return intern(f"a|{shop}|{team}|{agent}")
 
 
 def team_series(agent: str) -> str:
     """The team series of an agent series: distinct customers of a team are not a sum."""
     _, shop, team, _ = agent.split("|")
-    return f"t|{shop}|{team}"
+    return intern(f"t|{shop}|{team}")
 
 
 def shop_series(shop: str) -> str:
-    return f"s|{shop}"
+    return intern(f"s|{shop}")
 
 
 def parse_series(key: str) -> tuple[SeriesKind, tuple[str, ...]]:
@@ -82,14 +85,14 @@ class Event:
         """Build from a schema-valid dict; type-specific fields stay in ``attrs``."""
         return Event(
             event_id=d["event_id"],
-            type=d["type"],
+            type=intern(d["type"]),
             ts=d["ts"],
-            shop_id=d["shop_id"],
+            shop_id=intern(d["shop_id"]),
             conversation_id=d.get("conversation_id", ""),
-            channel=d.get("channel", ""),
-            queue=d.get("queue", ""),
-            agent_id=d.get("agent_id", ""),
-            team=d.get("team", ""),
+            channel=intern(d.get("channel", "")),
+            queue=intern(d.get("queue", "")),
+            agent_id=intern(d.get("agent_id", "")),
+            team=intern(d.get("team", "")),
             customer_id=d.get("customer_id", ""),
             attrs=d,
             sent_ts=d["ts"],

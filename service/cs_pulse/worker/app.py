@@ -188,6 +188,7 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
         producer_acks=-1,
         producer_max_batch_size=512 * 1024,   # changelog flushes: fewer, larger batches
         stream_buffer_maxsize=8192,
+        broker_max_poll_records=settings.batch_size,   # the largest batch a stage takes
         autodiscover=False,
     )
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
@@ -200,12 +201,20 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
     bus = FaustBus(app, settings, tables)
     worker = Worker(engine, bus, settings.session_timeout)
 
+    # Each stage's records come straight from the consumer's fetches, a batch at a time
+    # (faust_compat.BatchConsumer), through a short queue that its agent drains.
+    queues = {source: asyncio.Queue[list[Any]](maxsize=2) for source in topics}
+    faust_compat.use_batch_delivery(app, {bus.topics[source]: queues[source].put
+                                          for source in topics})
     for source, topic in topics.items():
-        app.agent(topic, name=f"{source}_stage")(_stage(worker, source, settings))
+        app.agent(topic, name=f"{source}_stage")(_stage(app, worker, source, queues[source]))
         tables[source].on_recover(_recovered(worker, source, tables[source]))
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _revoked(app: faust.App, revoked: set[TP], **kwargs: Any) -> None:
+        for queue in queues.values():   # fetched before the rebalance: read again after it
+            while not queue.empty():
+                queue.get_nowait()
         await worker.on_revoked()
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
@@ -235,13 +244,18 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
     return app
 
 
-def _stage(worker: Worker, source: str, settings: Settings) -> Any:
-    """The agent of one stage: batches of records straight into the worker."""
+def _stage(app: faust.App, worker: Worker, source: str, queue: asyncio.Queue[list[Any]]
+           ) -> Any:
+    """The agent of one stage: each fetch's records, as one batch, into the worker; then
+    acked, so the group's committed offsets follow (the engine's cursors decide what is
+    processed)."""
     async def stage(stream: faust.StreamT) -> None:
-        async for batch in faust_compat.take_batches(stream, settings.batch_size,
-                                                     settings.batch_seconds):
-            await worker.handle(source, [(e.message.partition, e.message.offset,
-                                          e.message.key, e.message.value) for e in batch])
+        while True:
+            batch = await queue.get()
+            await app.flow_control.acquire()   # not while partitions move
+            await worker.handle(source, [(m.partition, m.offset, m.key, m.value)
+                                         for m in batch])
+            faust_compat.ack(app, batch)
 
     stage.__name__ = f"{source}_stage"
     return stage

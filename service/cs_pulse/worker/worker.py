@@ -101,9 +101,15 @@ class Worker:
         self.locks = {source: asyncio.Lock() for source in SOURCES}
         self.flush_lock = asyncio.Lock()
         self.pause = PauseGuard(session_timeout, clock)
+        self.owned: dict[str, set[int]] | None = None   # None: not told yet (take everything)
 
     async def handle(self, source: str, records: Iterable[Record],
                      catching_up: bool = False) -> None:
+        if self.owned is not None and not catching_up:
+            # A batch fetched before a rebalance may hold partitions now owned by another
+            # worker: their state must not come back here (a flush would write it).
+            owned = self.owned[source]
+            records = [r for r in records if r[0] in owned]
         async with self.locks[source]:
             if source == EVENTS:
                 out = self.engine.on_events(records)
@@ -184,7 +190,8 @@ class Worker:
     def on_assigned(self) -> None:
         """Drop working state of partitions this worker no longer owns. (The revoke signal is
         no place for this: with eager rebalancing it names every partition, also those kept.)"""
-        self.engine.retain(self.bus.assigned())
+        self.owned = self.bus.assigned()
+        self.engine.retain(self.owned)
 
     def on_recovered(self, source: str, rows: list[tuple[bytes, bytes | None]]) -> None:
         """Recovery replayed changelog rows of newly assigned partitions (and this worker's own
