@@ -105,8 +105,11 @@ def board() -> b.Board:
               b.ShopRow("shop-2", sl30=0.78, frt_p90=22.5, reply_rate=0.97, abandonment=0.02,
                         waiting=2, oldest_waiting=12, online=8, needed=4, peak=1,
                         trend=[0.8] * 6)]
-    alerts = b.alert_rows([am_alert("CsServiceLevelFastBurn", "page", "presale")], [])
-    alerts[0].since = now - 75
+    alerts = b.alert_rows([am_alert("CsServiceLevelFastBurn", "page", "presale")], [
+        {"labels": {"alertname": "CsServiceLevelFastBurn", "severity": "page",
+                    "shop": "shop-1", "queue": "aftersale"}, "annotations": {},
+         "state": "pending", "activeAt": "2026-03-10T02:03:00Z"}])
+    alerts[0].since, alerts[1].since = now - 75, now - 42
     notes = b.notifications(151, "/oncall", post("firing", "presale"))
     return b.Board("peak-breach", "10:41:07", "10:02 shop-1: one agent left", 160.0, 30.0,
                    rows, alerts, notes, {"Prometheus": "http://127.0.0.1:9090"},
@@ -120,7 +123,9 @@ def test_render_shows_kpis_alerts_runbook_sparkline_and_receiver() -> None:
     for expected in ("peak-breach", "10:41:07", "10:02 shop-1: one agent left",
                      "shop-1", "12%", "> max", "70%", "40%", "4.8 min", "1 / 6", "8 / 4",
                      "shop-2", "78%", "22 s",
-                     "page   CsServiceLevelFastBurn  shop-1/presale  firing 1:15",
+                     "page   CsServiceLevelFastBurn  shop-1/presale  for 1:15",
+                     "pending (Prometheus waiting out the rule's for:): CsServiceLevelFastBurn "
+                     "shop-1/aftersale 0:42",
                      f"runbook {RUNBOOK}",
                      "30 s response target collapsing",
                      "/oncall", "+151 s", "http://127.0.0.1:9090", "/tmp/cs-pulse-demo-x",
@@ -134,7 +139,7 @@ def test_render_without_data_or_alerts() -> None:
     console = Console(width=120, record=True, color_system=None)
     console.print(b.render(empty))
     text = console.export_text()
-    assert "alerts: none firing or pending" in text
+    assert "alerts firing: none" in text and "pending" not in text
     assert "nothing received yet" in text
     assert "did not answer" in text
 
@@ -142,4 +147,4 @@ def test_render_without_data_or_alerts() -> None:
 def test_headless_status_line() -> None:
     line = status_line(board())
     assert line.startswith("+ 160 s  10:41:07  shop-1 SL30 12% online 1/6 waiting 14")
-    assert line.endswith("firing: CsServiceLevelFastBurn shop-1/presale (page); 0 pending")
+    assert line.endswith("firing: CsServiceLevelFastBurn shop-1/presale (page); 1 pending")

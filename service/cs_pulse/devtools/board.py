@@ -220,7 +220,7 @@ def ago(since: float | None, now: float) -> str:
 def shops_table(rows: list[ShopRow], speed: float) -> Table:
     t = Table(title=f"shops: KPIs over the last {WINDOW_SECONDS} s ("
                     f"{WINDOW_SECONDS * speed / 60:g} simulated minutes), SL30 over "
-                    f"{TREND_SECONDS // 60} min ({TREND_SECONDS * speed / 60:g})",
+                    f"{TREND_SECONDS // 60} min ({TREND_SECONDS * speed / 60:g} simulated)",
               title_justify="left")
     for col in ("shop", "peak", "SL30", "FRT p90", "reply", "abandon", "waiting", "oldest",
                 "online / needed"):
@@ -244,23 +244,26 @@ def count(v: float | None) -> str:
 
 
 def alerts_list(rows: list[AlertRow], now: float) -> RenderableType:
-    """One block per alert: severity, name, shop/queue, state and for how long; the summary;
-    the runbook link (on a line of its own, so that it is never cut short)."""
-    if not rows:
-        return Text("alerts: none firing or pending", style="green")
-    lines = [Text("alerts (firing: held by Alertmanager; pending: Prometheus waiting out the "
-                  "rule's for:)", style="italic")]
-    for a in rows:
-        style = ("bold red" if a.severity == "page" else "yellow") if a.state == "firing" \
-            else "dim"
-        lines.append(Text.assemble(
-            (f"  {a.severity:<7}", style), (f"{a.name}  ", style), f"{where(a.shop, a.queue)}  ",
-            (a.state, style), f" {ago(a.since, now)}".rstrip()))
+    """Each firing alert in a block: severity, name, shop/queue and for how long; the summary;
+    the runbook link (on a line of its own, never cut short). The pending ones on one line."""
+    firing = [a for a in rows if a.state == "firing"]
+    pending = [a for a in rows if a.state != "firing"]
+    lines = [Text("alerts firing (held by Alertmanager):", style="italic") if firing
+             else Text("alerts firing: none", style="green")]
+    for a in firing:
+        style = "bold red" if a.severity == "page" else "yellow"
+        lines.append(Text.assemble((f"  {a.severity:<7}{a.name}", style),
+                                   f"  {where(a.shop, a.queue)}  for {ago(a.since, now)}"))
         if a.summary:
-            lines.append(Text(f"           {a.summary}"))
+            lines.append(Text(f"         {a.summary}"))
         if a.runbook_url:
-            lines.append(Text.assemble("           runbook ",
+            lines.append(Text.assemble("         runbook ",
                                        (a.runbook_url, f"link {a.runbook_url}")))
+    if pending:
+        lines.append(Text(
+            "pending (Prometheus waiting out the rule's for:): " + " · ".join(
+                f"{a.name} {where(a.shop, a.queue)} {ago(a.since, now)}" for a in pending),
+            style="dim"))
     return Group(*lines)
 
 
