@@ -13,7 +13,7 @@ and its time are the same.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .calendar import Calendars
@@ -45,6 +45,11 @@ class Customer:
     # refunded, last served ts]; and by hour: [series, day, hour, served ts].
     receptions: list[list[Any]] = field(default_factory=list)
     hours: list[list[Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Shallow (serialized at once): ``dataclasses.asdict`` deep-copies every list, which
+        cost a twentieth of a busy worker."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def _within(start: int, ts: int, horizon: int) -> bool:
@@ -241,7 +246,7 @@ class CustomerStage:
                                   "high_water": self.origins.high_water}))
             else:
                 cust = self.customers.get(key[2:])
-                out.append((key, None if cust is None else asdict(cust)))
+                out.append((key, None if cust is None else cust.to_dict()))
         self._dirty.clear()
         return out
 
