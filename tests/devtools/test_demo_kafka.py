@@ -5,6 +5,7 @@ supervisors) firing, and then resolved once staffing recovers."""
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import pytest
@@ -45,3 +46,4 @@ def test_peak_breach_pages_and_resolves(capsys: pytest.CaptureFixture[str]) -> N
             "kafka.log"} <= logs
     assert not {"worker-data", "prometheus-data", "alertmanager-data"} & logs
     assert took < 420
+    shutil.rmtree(result.log_dir)      # kept when an assertion fails, to read
