@@ -25,6 +25,24 @@ class ConfigError(ValueError):
     """Invalid configuration, as one line naming the variable(s)."""
 
 
+def _read_file(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _parse_json(text: str, kind: type, what: str) -> Any:
+    """``text`` as JSON of type ``kind`` (dict or list), or one ValueError line."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON: {exc}") from None
+    if not isinstance(value, kind):
+        raise ValueError(f"must be a JSON {what}")
+    return value
+
+
 def shops_config(value: str | None = None) -> dict[str, Any]:
     """``CS_PULSE_SHOPS``: inline JSON or a path to a JSON file ({} if empty): per shop ``tz``,
     ``peaks`` and ``sale_days`` (see ``domain/calendar.py``). ``None``: the configured one."""
@@ -32,19 +50,8 @@ def shops_config(value: str | None = None) -> dict[str, Any]:
         return dict(Settings().shops)
     if not value.strip():
         return {}
-    if value.lstrip().startswith("{"):
-        text = value
-    else:
-        try:
-            text = Path(value).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ValueError(f"cannot read {value}: {exc.strerror or exc}") from None
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON: {exc}") from None
-    if not isinstance(config, dict):
-        raise ValueError("must be a JSON object")
+    text = value if value.lstrip().startswith("{") else _read_file(value)
+    config: dict[str, Any] = _parse_json(text, dict, "object")
     return config
 
 
@@ -57,17 +64,8 @@ def forbidden_phrases_config(value: str | None = None) -> list[str]:
     if not value.strip():
         return []
     if value.lstrip().startswith("["):
-        try:
-            phrases = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"not valid JSON: {exc}") from None
-        if not isinstance(phrases, list):
-            raise ValueError("must be a JSON list")
-        return [str(p) for p in phrases]
-    try:
-        lines = Path(value).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ValueError(f"cannot read {value}: {exc.strerror or exc}") from None
+        return [str(p) for p in _parse_json(value, list, "list")]
+    lines = _read_file(value).splitlines()
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
