@@ -24,8 +24,9 @@ def generated(root: Path) -> dict[str, str]:
     return {**rules.render(), **dashboards.render(), **readme.render(root)}
 
 
-def stale(root: Path) -> list[str]:
-    return [path for path, text in generated(root).items()
+def stale(root: Path, files: dict[str, str] | None = None) -> list[str]:
+    files = generated(root) if files is None else files
+    return [path for path, text in files.items()
             if not (root / path).exists() or (root / path).read_text() != text]
 
 
@@ -40,10 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         for path in old:
             print(f"stale: {path} (run python -m cs_pulse.metrics.generate)", file=sys.stderr)
         return 1 if old else 0
-    for path in stale(root):
-        text = generated(root)[path]
+    files = generated(root)   # rendered once: the dashboards take a while
+    for path in stale(root, files):
         (root / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / path).write_text(text)
+        (root / path).write_text(files[path])
         print(f"wrote {path}")
     return 0
 
