@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 
 from cs_pulse.devtools.embedded_kafka import KafkaBroker, free_port
+from cs_pulse.kafka_client import child_env
 from cs_pulse.sources.produce import EventProducer
 
 PARTITIONS = 4
@@ -60,7 +61,7 @@ def one_start(bootstrap: str, workers: int, tmp: Path, source: str | None,
     name = f"cold{uuid.uuid4().hex[:8]}"
     events = f"{name}.events"
     asyncio.run(waiting_events(bootstrap, events))   # auto-created, like a producer would
-    env = dict(os.environ, CS_PULSE_BROKER=bootstrap, CS_PULSE_APP_ID=name,
+    env = dict(os.environ, **child_env(bootstrap), CS_PULSE_APP_ID=name,
                CS_PULSE_EVENTS_TOPIC=events, CS_PULSE_DLQ_TOPIC=f"{name}.dlq",
                CS_PULSE_FACTS_TOPIC=f"{name}.facts",
                CS_PULSE_CUSTOMERS_TOPIC=f"{name}.customers",

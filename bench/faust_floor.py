@@ -12,6 +12,7 @@ from typing import Any
 
 import faust
 
+from cs_pulse.kafka_client import faust_credentials
 from cs_pulse.settings import Settings
 
 
@@ -20,6 +21,7 @@ def main() -> None:
     target = int(os.environ["FLOOR_EVENTS"])
     out = Path(os.environ["FLOOR_OUT"])
     app = faust.App(settings.app_id, broker=settings.broker_url, store="memory://",
+                    broker_credentials=faust_credentials(settings),
                     web_enabled=False, datadir=settings.data_dir, autodiscover=False,
                     consumer_auto_offset_reset="earliest", stream_buffer_maxsize=8192)
     topic = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw")

@@ -22,6 +22,7 @@ imports quixstreams only inside the job, so ``bench.run`` can import it without 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -29,7 +30,10 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cs_pulse.kafka_client import KafkaTarget
 
 QUIXSTREAMS = "quixstreams==3.28.1"
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,17 +59,21 @@ def quix_python() -> str | None:
     return None
 
 
-def quix_rate(bootstrap: str, topic: str, n: int, tmp: Path, timeout: float = 600
+def quix_rate(kafka: KafkaTarget, topic: str, n: int, tmp: Path, timeout: float = 600
               ) -> float | None:
     """Events/s of the quix-streams job through both stages over the first ``n`` records of
     ``topic`` (own consumer group, state in ``tmp``); None if quixstreams is not installed.
-    The job is killed after ``timeout`` seconds."""
+    The job is killed after ``timeout`` seconds. ``kafka``'s connection (security included)
+    reaches the job as librdkafka options (``QUIX_CONNECTION``)."""
+    from cs_pulse.kafka_client import librdkafka_config
+
     python = quix_python()
     if python is None:
         return None
     out = tmp / "quix.txt"
     log_path = tmp / "quix.log"
-    env = dict(os.environ, QUIX_BROKER=bootstrap, QUIX_TOPIC=topic, QUIX_EVENTS=str(n),
+    env = dict(os.environ, QUIX_CONNECTION=json.dumps(librdkafka_config(kafka)),
+               QUIX_TOPIC=topic, QUIX_EVENTS=str(n),
                QUIX_OUT=str(out), QUIX_GROUP=f"quix-{uuid.uuid4().hex[:6]}",
                QUIX_STATE_DIR=str(tmp / "quix-state"))
     with open(log_path, "wb") as log:
@@ -88,11 +96,13 @@ def main() -> None:
     """The job itself (run under an interpreter with quixstreams)."""
     from quixstreams import Application, message_context
     from quixstreams.dataframe.windows import Count, Sum
+    from quixstreams.kafka.configuration import ConnectionConfig
 
     target = int(os.environ["QUIX_EVENTS"])
     out = Path(os.environ["QUIX_OUT"])
     group = os.environ["QUIX_GROUP"]
-    app = Application(broker_address=os.environ["QUIX_BROKER"], consumer_group=group,
+    connection = ConnectionConfig.from_librdkafka_dict(json.loads(os.environ["QUIX_CONNECTION"]))
+    app = Application(broker_address=connection, consumer_group=group,
                       auto_offset_reset="earliest", state_dir=os.environ["QUIX_STATE_DIR"],
                       loglevel="WARNING")
     events = app.topic(os.environ["QUIX_TOPIC"], value_deserializer="json",

@@ -36,6 +36,7 @@ from prometheus_client import generate_latest
 
 from bench.quix_job import INSTALL_HINT, quix_rate
 from cs_pulse.devtools.embedded_kafka import KafkaBroker, free_port
+from cs_pulse.kafka_client import KafkaTarget, aiokafka_kwargs, child_env
 from cs_pulse.metrics.collector import engine_registry
 from cs_pulse.settings import Settings
 from cs_pulse.sources.produce import EventProducer, event_key, send_batches
@@ -57,8 +58,8 @@ def simulated(n: int, seed: int = 1) -> list[dict[str, object]]:
     return events
 
 
-async def create_topic(bootstrap: str, name: str) -> None:
-    await topics.create_topic(bootstrap, name, PARTITIONS)
+async def create_topic(kafka: KafkaTarget, name: str) -> None:
+    await topics.create_topic(kafka, name, PARTITIONS)
 
 
 Rows = dict[int, list[tuple[bytes | None, bytes | None]]]   # (key, value) per partition
@@ -76,10 +77,10 @@ def encoded(events: list[dict[str, object]]) -> Rows:
     return out
 
 
-async def produce(bootstrap: str, topic: str, records: Rows) -> None:
+async def produce(kafka: KafkaTarget, topic: str, records: Rows) -> None:
     """Pre-encoded records through aiokafka's batch API: the producer takes as little CPU as
     possible from the workers measured on the same machine."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
+    producer = AIOKafkaProducer(**aiokafka_kwargs(kafka), acks="all",
                                 max_batch_size=512 * 1024)
     await producer.start()
     try:
@@ -88,9 +89,9 @@ async def produce(bootstrap: str, topic: str, records: Rows) -> None:
         await producer.stop()
 
 
-async def raw_consume(bootstrap: str, topic: str, n: int) -> float:
+async def raw_consume(kafka: KafkaTarget, topic: str, n: int) -> float:
     """Events/s of a bare aiokafka consumer that decodes every value with orjson."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+    consumer = AIOKafkaConsumer(topic, **aiokafka_kwargs(kafka), group_id=None,
                                 auto_offset_reset="earliest", enable_auto_commit=False,
                                 max_partition_fetch_bytes=4 * 1024 * 1024)
     await consumer.start()
@@ -107,10 +108,10 @@ async def raw_consume(bootstrap: str, topic: str, n: int) -> float:
         await consumer.stop()
 
 
-def faust_floor(bootstrap: str, topic: str, n: int, tmp: Path) -> float:
+def faust_floor(kafka: KafkaTarget, topic: str, n: int, tmp: Path) -> float:
     """Events/s of a Faust agent that does nothing but count (``bench.faust_floor``)."""
     out = tmp / "floor.txt"
-    env = dict(os.environ, CS_PULSE_BROKER=bootstrap,
+    env = dict(os.environ, **child_env(kafka),
                CS_PULSE_APP_ID=f"floor-{uuid.uuid4().hex[:6]}", CS_PULSE_EVENTS_TOPIC=topic,
                CS_PULSE_DATA_DIR=str(tmp / "floor"), FLOOR_EVENTS=str(n), FLOOR_OUT=str(out))
     subprocess.run([sys.executable, "-m", "bench.faust_floor"], env=env, timeout=600,
@@ -132,10 +133,10 @@ def metric_sum(text: str, name: str, must: str = "") -> float:
 
 
 class Worker:
-    def __init__(self, bootstrap: str, app_id: str, topic: str, tmp: Path,
+    def __init__(self, kafka: KafkaTarget, app_id: str, topic: str, tmp: Path,
                  variant: dict[str, str] | None = None) -> None:
         self.port = free_port()
-        env = dict(os.environ, **(variant or {}), CS_PULSE_BROKER=bootstrap, CS_PULSE_APP_ID=app_id,
+        env = dict(os.environ, **(variant or {}), **child_env(kafka), CS_PULSE_APP_ID=app_id,
                    CS_PULSE_EVENTS_TOPIC=topic, CS_PULSE_DLQ_TOPIC=f"{topic}.dlq",
                    CS_PULSE_FACTS_TOPIC=f"{app_id}.facts",
                    CS_PULSE_CUSTOMERS_TOPIC=f"{app_id}.customers",
@@ -175,7 +176,7 @@ class Worker:
         self.log.close()
 
 
-def pipeline_rate(bootstrap: str, records: Rows, workers: int, tmp: Path,
+def pipeline_rate(kafka: KafkaTarget, records: Rows, workers: int, tmp: Path,
                   expected_conversations: float, timeout: float = 900,
                   variant: dict[str, str] | None = None) -> float:
     """Events/s through both stages. The workers start on an empty topic; once they own all
@@ -184,9 +185,9 @@ def pipeline_rate(bootstrap: str, records: Rows, workers: int, tmp: Path,
     recomputation) and no worker has event or fact lag left. Group joins are not timed; the
     producer, running alongside, is."""
     topic = f"pipe-{uuid.uuid4().hex[:6]}"
-    asyncio.run(create_topic(bootstrap, topic))
+    asyncio.run(create_topic(kafka, topic))
     app_id = f"bench-{uuid.uuid4().hex[:6]}"
-    procs = [Worker(bootstrap, app_id, topic, tmp, variant) for _ in range(workers)]
+    procs = [Worker(kafka, app_id, topic, tmp, variant) for _ in range(workers)]
     conversations = 0.0
     try:
         deadline = time.monotonic() + timeout
@@ -197,7 +198,7 @@ def pipeline_rate(bootstrap: str, records: Rows, workers: int, tmp: Path,
                 break
             time.sleep(0.5)
         start = time.perf_counter()
-        asyncio.run(produce(bootstrap, topic, records))
+        asyncio.run(produce(kafka, topic, records))
         total = sum(map(len, records.values()))
         while time.monotonic() < deadline:
             # Every record read and folded downstream; what the grace period still holds at
@@ -223,14 +224,14 @@ def pipeline_rate(bootstrap: str, records: Rows, workers: int, tmp: Path,
             w.stop()
 
 
-def latency(bootstrap: str, tmp: Path, probes: int = 100, counted: int = 10
+def latency(kafka: KafkaTarget, tmp: Path, probes: int = 100, counted: int = 10
             ) -> tuple[float, float, float]:
     """Produce one event at a time; time until the worker's /metrics shows it received (p50,
     p99), then, for ``counted`` probes, until it counts in the KPIs (median): held for the
     grace period, then released when the partition idles."""
     topic = f"lat-{uuid.uuid4().hex[:6]}"
-    asyncio.run(create_topic(bootstrap, topic))
-    worker = Worker(bootstrap, f"bench-{uuid.uuid4().hex[:6]}", topic, tmp)
+    asyncio.run(create_topic(kafka, topic))
+    worker = Worker(kafka, f"bench-{uuid.uuid4().hex[:6]}", topic, tmp)
     received: list[float] = []
     in_kpis: list[float] = []
 
@@ -247,7 +248,7 @@ def latency(bootstrap: str, tmp: Path, probes: int = 100, counted: int = 10
         return time.perf_counter() - start
 
     async def run() -> None:
-        async with EventProducer(bootstrap, topic) as producer:
+        async with EventProducer(kafka, topic) as producer:
             for i in range(probes + 5):
                 took = await probe(producer, i, "cs_events_processed_total", i + 1)
                 if i >= 5:      # the first probes include startup and group join
@@ -348,7 +349,7 @@ def pure_python_tree(tmp: Path) -> str:
     return str(tmp / "pure")
 
 
-def levers(bootstrap: str, records: Rows, tmp: Path, expected: float,
+def levers(kafka: KafkaTarget, records: Rows, tmp: Path, expected: float,
            baseline: Path | None, rounds: int) -> dict[str, list[float]]:
     """1-worker pipeline events/s of each lever's variant, alternated ``rounds`` times so
     drift hits every variant alike: as shipped (compiled core, uvloop), without uvloop,
@@ -363,7 +364,7 @@ def levers(bootstrap: str, records: Rows, tmp: Path, expected: float,
     rates: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
         for name, env in variants.items():
-            rates[name].append(pipeline_rate(bootstrap, records, 1, tmp, expected,
+            rates[name].append(pipeline_rate(kafka, records, 1, tmp, expected,
                                              variant=env))
             print(f"{name}: {rates[name][-1]:,.0f} events/s", file=sys.stderr)
     return rates
@@ -377,29 +378,35 @@ def main() -> None:
                         help="also time 1 worker per lever variant, alternated ROUNDS times")
     parser.add_argument("--baseline", type=Path, default=None,
                         help="with --levers: another checkout's service/ directory")
+    parser.add_argument("--secure", action="store_true",
+                        help="every client over the broker's SASL_SSL listener (TLS and "
+                             "SCRAM-SHA-512) instead of plaintext")
     args = parser.parse_args()
     n = args.events
     events = simulated(n)
     pure, recomputed = engine_rate(events)
     expected = conversations_counted(recomputed)
     del recomputed
-    with tempfile.TemporaryDirectory() as tmpdir, KafkaBroker() as kafka:
+    with tempfile.TemporaryDirectory() as tmpdir, KafkaBroker(secure=args.secure) as broker:
         tmp = Path(tmpdir)
+        kafka: KafkaTarget = (broker.client_settings("SASL_SSL") if args.secure
+                              else broker.bootstrap)
         topic = f"bench-{uuid.uuid4().hex[:6]}"
-        asyncio.run(create_topic(kafka.bootstrap, topic))
+        asyncio.run(create_topic(kafka, topic))
         records = encoded(events)
-        asyncio.run(produce(kafka.bootstrap, topic, records))
-        raw = asyncio.run(raw_consume(kafka.bootstrap, topic, n))
-        floor = faust_floor(kafka.bootstrap, topic, n, tmp)
-        quix = quix_rate(kafka.bootstrap, topic, n, tmp)
-        one = pipeline_rate(kafka.bootstrap, records, 1, tmp, expected)
-        two = pipeline_rate(kafka.bootstrap, records, 2, tmp, expected)
-        p50, p99, kpi = latency(kafka.bootstrap, tmp, args.probes)
-        lever_rates = (levers(kafka.bootstrap, records, tmp, expected, args.baseline,
+        asyncio.run(produce(kafka, topic, records))
+        raw = asyncio.run(raw_consume(kafka, topic, n))
+        floor = faust_floor(kafka, topic, n, tmp)
+        quix = quix_rate(kafka, topic, n, tmp)
+        one = pipeline_rate(kafka, records, 1, tmp, expected)
+        two = pipeline_rate(kafka, records, 2, tmp, expected)
+        p50, p99, kpi = latency(kafka, tmp, args.probes)
+        lever_rates = (levers(kafka, records, tmp, expected, args.baseline,
                               args.levers) if args.levers else {})
     mem10k = memory_per_open_conversation(10_000)
     mem100k = memory_per_open_conversation(100_000)
-    print(f"\n{n} simulated events, {PARTITIONS} partitions, {os.cpu_count()} CPUs\n")
+    print(f"\n{n} simulated events, {PARTITIONS} partitions, {os.cpu_count()} CPUs"
+          + (", every client over SASL_SSL (SCRAM-SHA-512)" if args.secure else "") + "\n")
     print("| measure | value |\n|---|---|")
     print(f"| raw aiokafka consume + orjson decode | {raw:,.0f} events/s |")
     print(f"| Faust agent that only counts | {floor:,.0f} events/s ({floor / raw:.3f} x raw) |")

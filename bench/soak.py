@@ -20,6 +20,7 @@ from pathlib import Path
 
 from bench.run import PARTITIONS, Worker, create_topic, metric_sum, scrape
 from cs_pulse.devtools.embedded_kafka import KafkaBroker
+from cs_pulse.kafka_client import child_env
 
 REPORT_SECONDS = 30.0
 
@@ -41,7 +42,7 @@ def main() -> None:
         topic = f"soak-{uuid.uuid4().hex[:6]}"
         asyncio.run(create_topic(kafka.bootstrap, topic))
         worker = Worker(kafka.bootstrap, f"soak-{uuid.uuid4().hex[:6]}", topic, Path(tmpdir))
-        env_sim = {"CS_PULSE_BROKER": kafka.bootstrap, "CS_PULSE_EVENTS_TOPIC": topic,
+        env_sim = {**child_env(kafka.bootstrap), "CS_PULSE_EVENTS_TOPIC": topic,
                    "CS_PULSE_PARTITIONS": str(PARTITIONS)}
         sim = subprocess.Popen(
             [sys.executable, "-m", "cs_pulse.cli", "simulate", "--speed", str(args.speed),

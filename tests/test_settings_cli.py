@@ -73,6 +73,13 @@ def test_every_variable_is_read_from_the_environment(monkeypatch: pytest.MonkeyP
         "CHATWOOT_SECRET": "s3cret", "CHATWOOT_SHOP": "cw", "WEBHOOK_HOST": "127.0.0.1",
         "WEBHOOK_PORT": "8089", "HISTORY_DIR": "/h", "HISTORY_DAYS": "30", "CACHE": "/c",
     }
+    # Kafka security; KAFKA_SASL_PASSWORD (exclusive with its _FILE) in test_kafka_client.py
+    (tmp_path / "pw").write_text("kafka-pw\n")
+    env |= {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "PLAIN",
+            "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "pw"),
+            "KAFKA_SSL_CAFILE": str(phrases), "KAFKA_SSL_CERTFILE": str(phrases),
+            "KAFKA_SSL_KEYFILE": str(phrases), "KAFKA_SSL_KEY_PASSWORD": "kp",
+            "KAFKA_CONNECT_TIMEOUT": "5"}
     for name, value in env.items():
         monkeypatch.setenv(f"CS_PULSE_{name}", value)
     s = Settings()
@@ -87,8 +94,14 @@ def test_every_variable_is_read_from_the_environment(monkeypatch: pytest.MonkeyP
     assert s.chatwoot_secret.get_secret_value() == "s3cret" and "s3cret" not in repr(s)
     assert (s.chatwoot_shop, s.webhook_host, s.webhook_port) == ("cw", "127.0.0.1", 8089)
     assert (s.history_dir, s.history_days, s.cache) == (Path("/h"), 30, Path("/c"))
+    assert (s.kafka_security_protocol, s.kafka_sasl_mechanism, s.kafka_sasl_username) == (
+        "SASL_SSL", "PLAIN", "u")
+    assert s.kafka_sasl_password_value == "kafka-pw" and "kafka-pw" not in repr(s)
+    assert s.kafka_ssl_cafile == s.kafka_ssl_certfile == s.kafka_ssl_keyfile == phrases
+    assert (s.kafka_ssl_key_password.get_secret_value(), s.kafka_connect_timeout) == ("kp", 5.0)
     # Every field has its variable: nothing is configurable only in code.
-    assert {env_name(f) for f in Settings.model_fields} == {f"CS_PULSE_{n}" for n in env}
+    assert {env_name(f) for f in Settings.model_fields} == {
+        f"CS_PULSE_{n}" for n in [*env, "KAFKA_SASL_PASSWORD"]}
 
 
 def test_the_readme_configuration_table_names_only_settings_variables() -> None:

@@ -29,12 +29,27 @@ class ConfigProblem(click.ClickException):
         click.echo(f"Error: {self.format_message()}", file=file or sys.stderr)
 
 
+class KafkaProblem(ConfigProblem):
+    """Kafka unreachable or refusing this client (``kafka_client.KafkaAccessError``): one line
+    ``Error: cannot connect to Kafka at host:port: ...``, and its exit code (77: credentials
+    or certificates, 78: a protocol mismatch, 69: no answer)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class _Group(click.Group):
-    """Turns a configuration error raised anywhere in a command into ``ConfigProblem``."""
+    """Turns a configuration error raised anywhere in a command into ``ConfigProblem``, and
+    a refused Kafka connection into ``KafkaProblem``."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from cs_pulse.kafka_client import KafkaAccessError
+
         try:
             return super().invoke(ctx)
+        except KafkaAccessError as exc:
+            raise KafkaProblem(str(exc), exc.exit_code) from None
         except ConfigError as exc:
             raise ConfigProblem(str(exc)) from None
         except ValidationError as exc:
@@ -51,6 +66,17 @@ def current_settings() -> Settings:
         meta["cs_pulse.settings"] = load_settings()
     loaded: Settings = meta["cs_pulse.settings"]
     return loaded
+
+
+def kafka_settings() -> Settings:
+    """``current_settings()``, once Kafka has accepted a connection with them (within
+    ``CS_PULSE_KAFKA_CONNECT_TIMEOUT``): a wrong password or CA fails here in one line
+    instead of in the retries of a client."""
+    from cs_pulse.kafka_client import require_connection
+
+    s = current_settings()
+    require_connection(s)
+    return s
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]},
@@ -87,7 +113,7 @@ def simulate_command(seed: int, speed: float, duration: float, rate: float, shop
         origin = datetime.fromisoformat(start).timestamp() if start else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--start") from None
-    return asyncio.run(run_simulation(current_settings(), seed=seed, speed=speed, duration=duration,
+    return asyncio.run(run_simulation(kafka_settings(), seed=seed, speed=speed, duration=duration,
                                       rate=rate, shops=shops, agents_per_shop=agents,
                                       start=origin))
 
@@ -103,7 +129,7 @@ def replay_command(file: Path, fmt: str | None, speedup: float, limit: int,
                    keep_time: bool) -> int:
     from cs_pulse.sources.replay import run_replay
 
-    return asyncio.run(run_replay(current_settings(), file, fmt, speedup=speedup, limit=limit,
+    return asyncio.run(run_replay(kafka_settings(), file, fmt, speedup=speedup, limit=limit,
                                   keep_time=keep_time))
 
 
@@ -151,7 +177,10 @@ def staffing_command(arrivals: float, interval: float, aht: float, target: float
 def webhook_command(port: int | None) -> int:
     from cs_pulse.sources.chatwoot import run_webhook
 
-    return asyncio.run(run_webhook(current_settings(), port))
+    s = current_settings()
+    if s.chatwoot_secret.get_secret_value():   # without it, run_webhook says so first
+        s = kafka_settings()
+    return asyncio.run(run_webhook(s, port))
 
 
 AUDIT_HELP = ("recompute every number from the raw events (DuckDB SQL) and compare with a "
@@ -176,7 +205,8 @@ def audit_command(file: Path | None, fmt: str | None, urls: tuple[str, ...], at:
                   tolerance: float, wait: float, no_pipeline: bool, limit: int) -> int:
     from cs_pulse.audit.run import run_audit
 
-    return run_audit(current_settings(), file, fmt, urls=list(urls), at=at, tolerance=tolerance,
+    settings = current_settings() if file is not None else kafka_settings()
+    return run_audit(settings, file, fmt, urls=list(urls), at=at, tolerance=tolerance,
                      wait=wait, pipeline=not no_pipeline, limit=limit)
 
 
@@ -188,7 +218,7 @@ def audit_command(file: Path | None, fmt: str | None, urls: tuple[str, ...], at:
 @click.option("--idle-exit", type=float, default=None,
               help="stop after this many seconds without new records")
 def sink_command(directory: Path | None, keep_days: int | None, idle_exit: float | None) -> int:
-    s = current_settings()
+    s = kafka_settings()
     return run_sink_command(s, directory or s.history_dir,
                             s.history_days if keep_days is None else keep_days, idle_exit)
 
@@ -266,7 +296,7 @@ def run_sink_command(settings: Settings, directory: Path, keep_days: int,
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        copied = await run_sink(settings.bootstrap, settings.events_topic, directory,
+        copied = await run_sink(settings, settings.events_topic, directory,
                                 keep_days, stop=stop, idle_exit=idle_exit)
         logging.getLogger("cs_pulse").info("history sink stopped after %d records", copied)
         return 0

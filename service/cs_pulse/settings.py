@@ -13,7 +13,14 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cs_pulse.domain.calendar import Calendars
@@ -122,6 +129,21 @@ class Settings(BaseSettings):
     # History sink and the reports that read it
     history_dir: Path = Path("history")
     history_days: int = Field(default=400, ge=1)
+    # Kafka security (every Kafka client: cs_pulse/kafka_client.py). SASL_* need a username and
+    # a password (or a file holding it, as Kubernetes mounts secrets); SSL/SASL_SSL verify the
+    # broker against the CA file (default: the system's CAs); a certificate (and its key, if
+    # not in the same PEM file) is presented to brokers that require one (mTLS).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
+        "PLAINTEXT")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_sasl_password_file: Path | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_key_password: SecretStr = SecretStr("")
+    kafka_connect_timeout: float = Field(default=30.0, gt=0)   # start-up connection check
     # Development tools: cache of the embedded Kafka broker's jars
     cache: Path = Field(default_factory=lambda: Path.home() / ".cache" / "cs-pulse")
 
@@ -145,6 +167,60 @@ class Settings(BaseSettings):
     @classmethod
     def _read_phrases(cls, value: Any) -> Any:
         return forbidden_phrases_config(value) if isinstance(value, str) else value
+
+    @field_validator("kafka_sasl_password_file", "kafka_ssl_cafile", "kafka_ssl_certfile",
+                     "kafka_ssl_keyfile")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            _read_file(str(value))   # a missing or unreadable file fails at start-up
+        return value
+
+    @model_validator(mode="after")
+    def _kafka_security(self) -> Settings:
+        """Combinations of the Kafka security variables that cannot work, as one line."""
+        protocol = self.kafka_security_protocol
+        given = f"with CS_PULSE_KAFKA_SECURITY_PROTOCOL={protocol}"
+        if protocol.startswith("SASL_"):
+            if not self.kafka_sasl_username:
+                raise ValueError(f"CS_PULSE_KAFKA_SASL_USERNAME: required {given}")
+            has_password = bool(self.kafka_sasl_password.get_secret_value())
+            if has_password == (self.kafka_sasl_password_file is not None):
+                raise ValueError(
+                    "CS_PULSE_KAFKA_SASL_PASSWORD or CS_PULSE_KAFKA_SASL_PASSWORD_FILE: "
+                    f"{'one only' if has_password else 'one is required'} {given}")
+            if self.kafka_sasl_password_file is not None and not self.kafka_sasl_password_value:
+                raise ValueError("CS_PULSE_KAFKA_SASL_PASSWORD_FILE: the file is empty")
+        else:
+            sasl = {"kafka_sasl_username": self.kafka_sasl_username,
+                    "kafka_sasl_password": self.kafka_sasl_password.get_secret_value(),
+                    "kafka_sasl_password_file": self.kafka_sasl_password_file}
+            stray = next((name for name, v in sasl.items() if v), None)
+            if stray:
+                raise ValueError(f"{env_name(stray)}: only used with CS_PULSE_KAFKA_SECURITY_"
+                                 f"PROTOCOL=SASL_PLAINTEXT or SASL_SSL (is {protocol})")
+        if not protocol.endswith("SSL"):
+            tls = {"kafka_ssl_cafile": self.kafka_ssl_cafile,
+                   "kafka_ssl_certfile": self.kafka_ssl_certfile,
+                   "kafka_ssl_keyfile": self.kafka_ssl_keyfile,
+                   "kafka_ssl_key_password": self.kafka_ssl_key_password.get_secret_value()}
+            stray = next((name for name, v in tls.items() if v), None)
+            if stray:
+                raise ValueError(f"{env_name(stray)}: only used with CS_PULSE_KAFKA_SECURITY_"
+                                 f"PROTOCOL=SSL or SASL_SSL (is {protocol})")
+        if self.kafka_ssl_keyfile is not None and self.kafka_ssl_certfile is None:
+            raise ValueError("CS_PULSE_KAFKA_SSL_KEYFILE: needs CS_PULSE_KAFKA_SSL_CERTFILE "
+                             "(the client certificate)")
+        return self
+
+    @property
+    def kafka_sasl_password_value(self) -> str:
+        """The SASL password: ``kafka_sasl_password``, or the file's content read now (a
+        rotated Kubernetes secret is picked up by the next client), without the final
+        newline."""
+        if self.kafka_sasl_password_file is not None:
+            return _read_file(str(self.kafka_sasl_password_file)).rstrip("\r\n")
+        return self.kafka_sasl_password.get_secret_value()
 
     @property
     def calendars(self) -> Calendars:
@@ -179,11 +255,14 @@ def describe(error: ValidationError) -> str:
     parts = []
     for e in error.errors(include_url=False):
         loc = e.get("loc", ())
+        msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+        if not loc and msg.startswith(ENV_PREFIX):   # a combination, naming its variables
+            parts.append(msg)
+            continue
         name = env_name(str(loc[0])) if loc else "configuration"
         name += "".join(f"[{p!r}]" for p in loc[1:])
-        msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
         value = e.get("input")
-        secret = bool(loc) and "secret" in str(loc[0]).lower()
+        secret = bool(loc) and any(w in str(loc[0]).lower() for w in ("secret", "password"))
         if isinstance(value, str | int | float) and not secret and e.get("type") != "value_error":
             shown = repr(value)
             msg += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"

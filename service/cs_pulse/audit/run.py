@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from cs_pulse.audit.compare import Key, compared, differences, table
+from cs_pulse.kafka_client import KafkaTarget, aiokafka_kwargs
 from cs_pulse.settings import Settings
 from cs_pulse.worker.engine import Record
 from cs_pulse.worker.inprocess import InProcess, Sample, parse
@@ -48,11 +49,12 @@ def partition_file(path: Path, fmt: str | None, partitions: int) -> list[Record]
     return out
 
 
-async def read_topic(bootstrap: str, topic: str) -> list[Record]:
-    """Every record of a topic, as (partition, offset, key, value), in partition order."""
+async def read_topic(kafka: KafkaTarget, topic: str) -> list[Record]:
+    """Every record of a topic, as (partition, offset, key, value), in partition order;
+    ``kafka``: a ``Settings`` or a plaintext ``host:port``."""
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+    consumer = AIOKafkaConsumer(topic, **aiokafka_kwargs(kafka), auto_offset_reset="earliest",
                                 group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -188,7 +190,7 @@ def run_audit(settings: Settings, path: Path | None = None, fmt: str | None = No
     if path is not None:
         records = partition_file(path, fmt, settings.partitions)
     else:
-        records = asyncio.run(read_topic(settings.bootstrap, settings.events_topic))
+        records = asyncio.run(read_topic(settings, settings.events_topic))
     if urls:
         settle(urls, len(records), wait)
     return audit(records, settings, urls=urls, at=at, tolerance=tolerance, pipeline=pipeline,

@@ -35,6 +35,7 @@ from cs_pulse.devtools import board as b
 from cs_pulse.devtools.embedded_kafka import KafkaBroker, free_port, stop_process
 from cs_pulse.devtools.promstack import Alertmanager, Prometheus, WebhookSink, wait_http
 from cs_pulse.devtools.scenario import SCENARIOS, Scenario
+from cs_pulse.kafka_client import child_env
 
 PAGE = "CsServiceLevelFastBurn"          # the page the peak-breach scenario drives
 RULE_INTERVAL = "2s"
@@ -136,8 +137,9 @@ def _child_env(bootstrap: str, port: int, log_dir: Path, sc: Scenario) -> dict[s
     # The children are cs-pulse processes: they inherit this environment (PATH, HOME, the
     # virtualenv, and the user's other CS_PULSE_* settings, which they validate themselves),
     # with the demo's broker, listener, partitions, data folder and shop calendar on top.
+    # The demo's broker is plaintext: no CS_PULSE_KAFKA_* of the user's applies to it.
     return dict(os.environ,  # env-ok: devtools, environment of child processes
-                CS_PULSE_BROKER=bootstrap, CS_PULSE_METRICS_HOST="127.0.0.1",
+                **child_env(bootstrap), CS_PULSE_METRICS_HOST="127.0.0.1",
                 CS_PULSE_METRICS_PORT=str(port), CS_PULSE_PARTITIONS="4",
                 CS_PULSE_DATA_DIR=str(log_dir / "worker-data"),
                 CS_PULSE_SHOPS=json.dumps(sc.shops_config()))

@@ -24,11 +24,14 @@ import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 
 from cs_pulse.worker.engine import Record
+
+if TYPE_CHECKING:
+    from cs_pulse.kafka_client import KafkaTarget
 
 log = logging.getLogger("cs_pulse.reports.history")
 CURSORS = "cursors.json"
@@ -174,14 +177,17 @@ def _lines(path: Path) -> Iterator[dict[str, Any]]:
                 yield orjson.loads(raw)
 
 
-async def run_sink(bootstrap: str, topic: str, root: Path, keep_days: int,
+async def run_sink(kafka: KafkaTarget, topic: str, root: Path, keep_days: int,
                    stop: asyncio.Event | None = None, idle_exit: float | None = None) -> int:
-    """Copy ``topic`` into ``root`` until stopped (or idle for ``idle_exit`` seconds)."""
+    """Copy ``topic`` into ``root`` until stopped (or idle for ``idle_exit`` seconds);
+    ``kafka``: a ``Settings`` or a plaintext ``host:port``."""
     from aiokafka import AIOKafkaConsumer
+
+    from cs_pulse.kafka_client import aiokafka_kwargs
 
     writer = HistoryWriter(root)
     # Without a group, a subscribed consumer is assigned every partition of the topic.
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+    consumer = AIOKafkaConsumer(topic, **aiokafka_kwargs(kafka), group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     copied = 0

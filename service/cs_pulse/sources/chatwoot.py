@@ -168,7 +168,7 @@ async def run_webhook(settings: Settings, port: int | None = None) -> int:
     if not secret:
         raise ConfigError("CS_PULSE_CHATWOOT_SECRET: required by the webhook receiver")
     port = settings.webhook_port if port is None else port
-    async with EventProducer(settings.bootstrap, settings.events_topic) as producer:
+    async with EventProducer(settings, settings.events_topic) as producer:
         async def send(events: list[Event]) -> None:
             await producer.send_all(events)
 

@@ -12,6 +12,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from cs_pulse.ingest import phrases
+from cs_pulse.kafka_client import KafkaTarget, aiokafka_kwargs
 
 
 def event_key(event: dict[str, Any]) -> bytes:
@@ -22,9 +23,13 @@ def event_key(event: dict[str, Any]) -> bytes:
 
 
 class EventProducer:
-    def __init__(self, bootstrap: str, topic: str = "cs.events", linger_ms: int = 5) -> None:
+    """The events topic's producer. ``kafka``: a ``Settings`` (its broker and security
+    variables) or a plaintext ``host:port`` (the development broker, tests)."""
+
+    def __init__(self, kafka: KafkaTarget, topic: str = "cs.events", linger_ms: int = 5
+                 ) -> None:
         self.topic = topic
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms,
+        self.producer = AIOKafkaProducer(**aiokafka_kwargs(kafka), linger_ms=linger_ms,
                                          acks="all", max_batch_size=256 * 1024)
         self.sent = 0
 
@@ -65,9 +70,9 @@ class EventProducer:
         return n
 
 
-async def produce(bootstrap: str, events: Iterable[dict[str, Any]],
+async def produce(kafka: KafkaTarget, events: Iterable[dict[str, Any]],
                   topic: str = "cs.events") -> int:
-    async with EventProducer(bootstrap, topic) as p:
+    async with EventProducer(kafka, topic) as p:
         return await p.send_all(events)
 
 

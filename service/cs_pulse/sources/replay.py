@@ -215,7 +215,7 @@ async def run_replay(settings: Settings, path: Path, fmt: str | None = None, *,
     events = load(path, fmt, keep_time=keep_time)
     if limit:
         events = events[:limit]
-    async with EventProducer(settings.bootstrap, settings.events_topic) as producer:
+    async with EventProducer(settings, settings.events_topic) as producer:
         sent = await publish(events, producer, speedup)
     print(f"replayed {sent} events from {path} to {settings.events_topic}")
     return 0

@@ -415,7 +415,7 @@ async def run_simulation(settings: Settings, *, seed: int = 7, speed: float = 60
     origin = start if start is not None else time.time() - duration * max(speed, 1.0)
     cfg = SimConfig(seed=seed, start=origin, duration=duration * max(speed, 1.0),
                     shops=shops, agents_per_shop=agents_per_shop, staffing=staffing)
-    async with EventProducer(settings.bootstrap, settings.events_topic) as producer:
+    async with EventProducer(settings, settings.events_topic) as producer:
         n = await producer.send_stream(paced(generate(cfg), speed, origin=cfg.start,
                                              max_rate=rate, wall_limit=duration))
     print(f"simulated {n} events")

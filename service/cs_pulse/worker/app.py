@@ -21,6 +21,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 
+from cs_pulse.kafka_client import aiokafka_kwargs, faust_credentials, require_connection
 from cs_pulse.metrics.collector import worker_registry
 from cs_pulse.metrics.http import metrics_app, serve
 from cs_pulse.settings import Settings
@@ -40,12 +41,15 @@ STAGE_NAMES = {EVENTS: "event", CUSTOMERS: "customer", FACTS: "fact"}   # metric
 
 
 def run_worker(settings: Settings, loglevel: str = "warn") -> int:
-    """Create the topics, then run one worker until it is stopped (SIGTERM/SIGINT)."""
+    """Check that Kafka accepts this client (``KafkaAccessError``, one line, otherwise: Faust
+    would retry forever), create the topics, then run one worker until it is stopped
+    (SIGTERM/SIGINT)."""
     from faust.worker import Worker as FaustWorker
     from mode.utils.loops import get_event_loop
 
     from cs_pulse.worker.topics import TopicMismatch, ensure_topics
 
+    require_connection(settings)
     try:
         asyncio.run(ensure_topics(settings))
     except TopicMismatch as exc:
@@ -101,7 +105,7 @@ class FaustBus:
         await asyncio.gather(*pending)
 
     async def _reader(self) -> AIOKafkaConsumer:
-        reader = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap, group_id=None,
+        reader = AIOKafkaConsumer(**aiokafka_kwargs(self.settings), group_id=None,
                                   enable_auto_commit=False)
         await reader.start()
         return reader
@@ -175,6 +179,7 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
     app = faust.App(
         settings.app_id,
         broker=settings.broker_url,
+        broker_credentials=faust_credentials(settings),   # SASL/TLS (CS_PULSE_KAFKA_*)
         store="memory://",
         web_enabled=False,
         datadir=settings.data_dir,

@@ -9,6 +9,7 @@ import time
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from cs_pulse.kafka_client import KafkaTarget, aiokafka_kwargs
 from cs_pulse.settings import Settings
 
 CHANGELOG_TABLES = ("conversations", "customers", "aggregates")
@@ -30,7 +31,7 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
     assigns partitions is ignored until the next metadata refresh (five minutes)."""
     n = settings.partitions
     names = worker_topics(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    admin = AIOKafkaAdminClient(**aiokafka_kwargs(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -62,10 +63,11 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
         await admin.close()
 
 
-async def create_topic(bootstrap: str, name: str, partitions: int,
+async def create_topic(kafka: KafkaTarget, name: str, partitions: int,
                        configs: dict[str, str] | None = None) -> None:
-    """Create one topic (replication 1); fails if it exists."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    """Create one topic (replication 1); fails if it exists. ``kafka``: a ``Settings`` or a
+    plaintext ``host:port``."""
+    admin = AIOKafkaAdminClient(**aiokafka_kwargs(kafka))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs or {})])
