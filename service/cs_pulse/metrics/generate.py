@@ -1,5 +1,6 @@
 """Write (or ``--check``) every file generated from the catalogue: Prometheus and Grafana
-rules, dashboards and the README's metric table. ``python -m cs_pulse.metrics.generate``."""
+rules, dashboards, their Kubernetes objects (``metrics/k8s.py``) and the README's metric table.
+``python -m cs_pulse.metrics.generate``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cs_pulse.metrics import readme, rules
+from cs_pulse.metrics import k8s, readme, rules
 
 
 def repo_root() -> Path:
@@ -21,7 +22,8 @@ def repo_root() -> Path:
 def generated(root: Path) -> dict[str, str]:
     from cs_pulse.metrics import dashboards  # needs the dev extra (grafana-foundation-sdk)
 
-    return {**rules.render(), **dashboards.render(), **readme.render(root)}
+    files = {**rules.render(), **dashboards.render(), **readme.render(root)}
+    return {**files, **k8s.render(files)}   # the PrometheusRule and dashboard ConfigMaps
 
 
 def stale(root: Path, files: dict[str, str] | None = None) -> list[str]:
