@@ -80,6 +80,11 @@ def test_every_variable_is_read_from_the_environment(monkeypatch: pytest.MonkeyP
             "KAFKA_SSL_CAFILE": str(phrases), "KAFKA_SSL_CERTFILE": str(phrases),
             "KAFKA_SSL_KEYFILE": str(phrases), "KAFKA_SSL_KEY_PASSWORD": "kp",
             "KAFKA_CONNECT_TIMEOUT": "5"}
+    # The webhook's limits (README "Webhook limits")
+    env |= {"WEBHOOK_FRESHNESS_SECONDS": "60", "WEBHOOK_MAX_BODY_BYTES": "4096",
+            "WEBHOOK_RATE": "2.5", "WEBHOOK_RATE_BURST": "7", "WEBHOOK_RATE_CLIENTS": "9",
+            "WEBHOOK_READ_TIMEOUT": "1.5", "WEBHOOK_MAX_IN_FLIGHT": "3",
+            "WEBHOOK_REPLAY_CAPACITY": "11", "WEBHOOK_TRUSTED_PROXIES": "10.0.0.0/8,::1"}
     for name, value in env.items():
         monkeypatch.setenv(f"CS_PULSE_{name}", value)
     s = Settings()
@@ -99,6 +104,10 @@ def test_every_variable_is_read_from_the_environment(monkeypatch: pytest.MonkeyP
     assert s.kafka_sasl_password_value == "kafka-pw" and "kafka-pw" not in repr(s)
     assert s.kafka_ssl_cafile == s.kafka_ssl_certfile == s.kafka_ssl_keyfile == phrases
     assert (s.kafka_ssl_key_password.get_secret_value(), s.kafka_connect_timeout) == ("kp", 5.0)
+    assert (s.webhook_freshness_seconds, s.webhook_max_body_bytes, s.webhook_rate,
+            s.webhook_rate_burst, s.webhook_rate_clients, s.webhook_read_timeout,
+            s.webhook_max_in_flight, s.webhook_replay_capacity, s.webhook_trusted_proxies) == (
+        60.0, 4096, 2.5, 7, 9, 1.5, 3, 11, ["10.0.0.0/8", "::1/128"])
     # Every field has its variable: nothing is configurable only in code.
     assert {env_name(f) for f in Settings.model_fields} == {
         f"CS_PULSE_{n}" for n in [*env, "KAFKA_SASL_PASSWORD"]}

@@ -9,6 +9,7 @@ a valid integer, unable to parse string as an integer (got 'eight')``.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -126,6 +127,20 @@ class Settings(BaseSettings):
     chatwoot_shop: str = "chatwoot"
     webhook_host: str = "0.0.0.0"
     webhook_port: int = Field(default=8088, ge=0, le=65535)
+    # Its limits (README "Webhook limits"): signature freshness (also how long a delivery is
+    # remembered against replays), body size, per-client rate (token bucket: rate per second,
+    # burst; at most rate_clients buckets kept), time to send the headers and again the body,
+    # requests in flight, remembered deliveries, and the proxies whose X-Forwarded-For is
+    # believed (comma-separated addresses or CIDR networks; none by default).
+    webhook_freshness_seconds: float = Field(default=300.0, gt=0)
+    webhook_max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    webhook_rate: float = Field(default=50.0, gt=0)
+    webhook_rate_burst: int = Field(default=200, ge=1)
+    webhook_rate_clients: int = Field(default=10_000, ge=1)
+    webhook_read_timeout: float = Field(default=10.0, gt=0)
+    webhook_max_in_flight: int = Field(default=64, ge=1)
+    webhook_replay_capacity: int = Field(default=100_000, ge=1)
+    webhook_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # History sink and the reports that read it
     history_dir: Path = Path("history")
     history_days: int = Field(default=400, ge=1)
@@ -167,6 +182,20 @@ class Settings(BaseSettings):
     @classmethod
     def _read_phrases(cls, value: Any) -> Any:
         return forbidden_phrases_config(value) if isinstance(value, str) else value
+
+    @field_validator("webhook_trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        return [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) \
+            else value
+
+    @field_validator("webhook_trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        try:   # normalised: "10.0.0.1" -> "10.0.0.1/32"
+            return [str(ipaddress.ip_network(p, strict=False)) for p in value]
+        except ValueError as exc:
+            raise ValueError(f"not an IP address or network: {exc}") from None
 
     @field_validator("kafka_sasl_password_file", "kafka_ssl_cafile", "kafka_ssl_certfile",
                      "kafka_ssl_keyfile")

@@ -5,6 +5,12 @@ Each request must carry ``X-Chatwoot-Timestamp`` (unix seconds) and ``X-Chatwoot
 Unsigned, forged or stale (outside the freshness window) requests get 401, are counted in
 ``cs_webhook_requests_total{outcome}``, and nothing from them reaches Kafka. Payload kinds
 that carry no KPI information are acknowledged (200) and counted as ``ignored``.
+
+Limits (``CS_PULSE_WEBHOOK_*``, README "Webhook limits"; the logic in ``guard.py``): a token
+bucket per client (429), requests in flight (503), body size (413), time to send the headers
+(connection closed) and the body (408), and replays: a delivery already taken, known by its
+``X-Chatwoot-Delivery`` id or its signature, is answered 200 ``{"duplicate": true}`` and sends
+nothing again. Every answer is counted by outcome.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -20,16 +27,16 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from cs_pulse.ingest import phrases
-from cs_pulse.metrics.http import metrics_app, serve
+from cs_pulse.metrics.http import metrics_app
 from cs_pulse.settings import ConfigError, Settings
+from cs_pulse.sources.guard import Proxies, ReplayMemory, TokenBuckets
 from cs_pulse.sources.produce import EventProducer
 
 log = logging.getLogger("cs_pulse.sources.chatwoot")
-FRESHNESS_SECONDS = 300.0
-MAX_BODY_BYTES = 1024 * 1024
+FRESHNESS_SECONDS = 300.0   # the default of CS_PULSE_WEBHOOK_FRESHNESS_SECONDS
 CHANNELS = {"Channel::WebWidget": "chat", "Channel::Api": "chat", "Channel::Email": "email",
             "Channel::TwitterProfile": "social", "Channel::FacebookPage": "social",
             "Channel::Instagram": "social", "Channel::Whatsapp": "chat", "Channel::Sms": "phone",
@@ -123,42 +130,157 @@ def map_payload(payload: dict[str, Any], shop: str) -> list[Event]:
 # --- HTTP -------------------------------------------------------------------------------------
 
 Sender = Callable[[list[Event]], Awaitable[None]]
+DELIVERY_HEADER = "X-Chatwoot-Delivery"
+OUTCOMES = ("accepted", "ignored", "duplicate", "malformed", "unsigned", "stale", "forged",
+            "too_large", "rate_limited", "timeout", "in_flight", "overloaded", "failed")
+_TOO_LARGE, _TIMEOUT = object(), object()
+
+
+async def _read_body(request: web.Request, limit: int, timeout: float) -> bytes | object:
+    """The body, or ``_TOO_LARGE`` as soon as more than ``limit`` bytes are announced or have
+    arrived (chunked bodies and a Content-Length that lies included), or ``_TIMEOUT`` if it
+    is not complete ``timeout`` seconds after the headers."""
+    if request.content_length is not None and request.content_length > limit:
+        return _TOO_LARGE
+    chunks, size = [], 0
+    try:
+        async with asyncio.timeout(timeout):
+            while chunk := await request.content.readany():
+                size += len(chunk)
+                if size > limit:
+                    return _TOO_LARGE
+                chunks.append(chunk)
+    except TimeoutError:
+        return _TIMEOUT
+    return b"".join(chunks)
+
+
+def _refuse(status: int, text: str, retry_after: float | None = None,
+            close: bool = False) -> web.Response:
+    response = web.Response(status=status, text=text)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    if close:
+        response.force_close()
+    return response
 
 
 def build_webhook_app(secret: bytes, shop: str, send: Sender,
-                      clock: Callable[[], float] = time.time) -> web.Application:
+                      clock: Callable[[], float] = time.time,
+                      settings: Settings | None = None,
+                      monotonic: Callable[[], float] = time.monotonic) -> web.Application:
+    """The receiver: ``POST /chatwoot``, ``GET /metrics``. Limits from ``settings`` (the
+    ``CS_PULSE_WEBHOOK_*`` defaults if None); ``clock`` is wall time (signature freshness,
+    replay memory), ``monotonic`` paces the rate limit."""
+    limits = settings if settings is not None else Settings.model_construct()
+    window = limits.webhook_freshness_seconds
+    buckets = TokenBuckets(limits.webhook_rate, limits.webhook_rate_burst,
+                           limits.webhook_rate_clients)
+    replays = ReplayMemory(limits.webhook_replay_capacity)
+    proxies = Proxies.parse(limits.webhook_trusted_proxies)
+    in_flight = 0
+
     registry = CollectorRegistry(auto_describe=True)
     requests = Counter("cs_webhook_requests", "Chatwoot webhook requests by outcome.",
                        ["outcome"], registry=registry)
+    for outcome in OUTCOMES:
+        requests.labels(outcome)
     events_out = Counter("cs_webhook_events_produced", "Events produced from webhooks.",
                          registry=registry)
+    Gauge("cs_webhook_rate_limit_clients", "Clients with a token bucket (not full) now.",
+          registry=registry).set_function(lambda: len(buckets))
+    Gauge("cs_webhook_remembered_deliveries", "Delivery keys remembered against replays.",
+          registry=registry).set_function(lambda: len(replays))
+    Gauge("cs_webhook_requests_in_flight", "Webhook requests being handled now.",
+          registry=registry).set_function(lambda: in_flight)
 
-    async def receive(request: web.Request) -> web.Response:
-        body = await request.read()
-        if len(body) > MAX_BODY_BYTES:
-            requests.labels("oversized").inc()
-            return web.Response(status=413)
-        problem = verify(secret, request.headers.get("X-Chatwoot-Timestamp"),
-                         request.headers.get("X-Chatwoot-Signature"), body, clock())
-        if problem:
-            requests.labels(problem).inc()
-            log.warning("rejected webhook from %s: %s", request.remote, problem)
-            return web.Response(status=401, text=problem)
+    def refuse(outcome: str, status: int, text: str, retry_after: float | None = None,
+               close: bool = False) -> web.Response:
+        requests.labels(outcome).inc()
+        return _refuse(status, text, retry_after, close)
+
+    async def receive(request: web.Request) -> web.StreamResponse:
+        nonlocal in_flight
+        client = proxies.client(request.remote, request.headers.get("X-Forwarded-For"))
+        wait = buckets.take(client, monotonic())
+        if wait:
+            return refuse("rate_limited", 429, "rate limited", retry_after=wait)
+        if in_flight >= limits.webhook_max_in_flight:
+            return refuse("overloaded", 503, "too many requests in flight", retry_after=1)
+        in_flight += 1
         try:
-            events = map_payload(orjson.loads(body), shop)
-        except (ValueError, KeyError, TypeError) as exc:
-            requests.labels("malformed").inc()
-            return web.Response(status=400, text=f"malformed payload: {exc}")
-        if not events:
-            requests.labels("ignored").inc()
-            return web.Response(status=200, text="ignored")
-        await send(events)   # Chatwoot retries on error, so failures must surface as 5xx
+            return await handle(request)
+        finally:
+            in_flight -= 1
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await _read_body(request, limits.webhook_max_body_bytes,
+                                limits.webhook_read_timeout)
+        if body is _TOO_LARGE:
+            return refuse("too_large", 413, "body too large", close=True)
+        if body is _TIMEOUT:   # answer, then cut the connection (the rest is never read)
+            response = refuse("timeout", 408, "body not received in time", close=True)
+            await response.prepare(request)
+            await response.write_eof()
+            if request.protocol is not None:
+                request.protocol.force_close()
+            return response
+        assert isinstance(body, bytes)
+        timestamp = request.headers.get("X-Chatwoot-Timestamp")
+        signature = request.headers.get("X-Chatwoot-Signature")
+        now = clock()
+        replays.expire(now)
+        problem = verify(secret, timestamp, signature, body, now, window)
+        if problem or timestamp is None:
+            log.warning("rejected webhook from %s: %s", request.remote, problem)
+            return refuse(problem or "unsigned", 401, problem or "unsigned")
+        keys = ReplayMemory.keys(signature, request.headers.get(DELIVERY_HEADER))
+        claim = replays.claim(keys, now)
+        if claim == "seen":   # already taken: the sender retried or someone replays it
+            requests.labels("duplicate").inc()
+            return web.json_response({"duplicate": True})
+        if claim == "pending":   # the same delivery is being handled right now
+            return refuse("in_flight", 409, "delivery in progress", retry_after=1)
+        taken = False
+        try:
+            try:
+                events = map_payload(orjson.loads(body), shop)
+            except (ValueError, KeyError, TypeError) as exc:
+                return refuse("malformed", 400, f"malformed payload: {exc}")
+            if not events:
+                taken = True
+                requests.labels("ignored").inc()
+                return web.Response(status=200, text="ignored")
+            try:
+                await send(events)
+            except Exception:   # Chatwoot retries on error, so failures must surface as 5xx
+                log.exception("webhook events not produced")
+                return refuse("failed", 503, "events not produced", retry_after=1)
+            taken = True
+        finally:
+            if taken:
+                replays.commit(keys, float(timestamp) + window, clock())
+            else:
+                replays.release(keys)
         requests.labels("accepted").inc()
         events_out.inc(len(events))
         return web.json_response({"produced": len(events)})
 
     return metrics_app(registry, post={"/chatwoot": receive},
-                       client_max_size=MAX_BODY_BYTES + 1)
+                       client_max_size=limits.webhook_max_body_bytes)
+
+
+async def serve_webhook(app: web.Application, settings: Settings, host: str,
+                        port: int) -> web.AppRunner:
+    """Serve ``app`` with the slow-client limits: request headers must be complete within
+    ``webhook_read_timeout`` of the connection (or of the previous response: the idle
+    keep-alive time), and a refused body is drained for at most that long."""
+    timeout = settings.webhook_read_timeout
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=timeout,
+                           lingering_time=timeout)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
 
 
 async def run_webhook(settings: Settings, port: int | None = None) -> int:
@@ -172,8 +294,9 @@ async def run_webhook(settings: Settings, port: int | None = None) -> int:
         async def send(events: list[Event]) -> None:
             await producer.send_all(events)
 
-        await serve(build_webhook_app(secret.encode(), settings.chatwoot_shop, send),
-                    settings.webhook_host, port)
+        app = build_webhook_app(secret.encode(), settings.chatwoot_shop, send,
+                                settings=settings)
+        await serve_webhook(app, settings, settings.webhook_host, port)
         log.info("Chatwoot webhooks on port %s, path /chatwoot", port)
         await asyncio.Event().wait()
     return 0
