@@ -16,8 +16,9 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jsonschema
@@ -87,10 +88,22 @@ def config(objects: tuple[Obj, ...]) -> dict[str, str]:
     return data
 
 
+def field(key: str) -> str:
+    return key.removeprefix("CS_PULSE_").lower()
+
+
+def is_file_setting(key: str) -> bool:
+    """CA, certificate, key and password files: mounted from Secrets (checked below)."""
+    return field(key).startswith("kafka_") and field(key).endswith("file")
+
+
 def settings_of(objects: tuple[Obj, ...]) -> Settings:
-    """The ConfigMap read as the worker reads its environment: an unknown CS_PULSE_* key or a
-    bad value fails here (extra="forbid")."""
-    return Settings(**{key.removeprefix("CS_PULSE_").lower(): value
+    """The ConfigMap read as the worker reads its environment: an unknown CS_PULSE_* key, a bad
+    value or a combination the service refuses fails here (extra="forbid"). The files it names
+    exist in the pods only: a stand-in file is read here instead."""
+    stand_in = Path(tempfile.gettempdir()) / "cs-pulse-k8s-test-file"
+    stand_in.write_text("stand-in\n")
+    return Settings(**{field(key): str(stand_in) if is_file_setting(key) else value
                        for key, value in config(objects).items()})
 
 
@@ -271,6 +284,59 @@ def test_env_comes_from_the_configmap_and_the_optional_kafka_secret(overlay: str
             ref = env.get("valueFrom", {}).get("secretKeyRef")
             if ref and not ref.get("optional"):
                 assert ref["key"] in example[ref["name"]], (deployment["metadata"]["name"], ref)
+
+
+def test_files_the_settings_name_are_mounted_from_secrets(overlay: str) -> None:
+    objects = rendered(overlay)
+    files = {key: PurePosixPath(value) for key, value in config(objects).items()
+             if is_file_setting(key)}
+    for deployment, container in containers(objects):
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        mounts = {PurePosixPath(m["mountPath"]): volumes[m["name"]]
+                  for m in container.get("volumeMounts", [])}
+        for key, path in files.items():
+            secret = mounts.get(path.parent, {}).get("secret")
+            assert secret, f"{deployment['metadata']['name']}: {key}={path} not from a Secret"
+            items = secret.get("items")
+            assert items is None or path.name in {i["path"] for i in items}, (key, path)
+
+
+def _acl_allows(acls: list[Obj], kind: str, name: str) -> bool:
+    return any(a.get("type", "allow") == "allow" and a["resource"]["type"] == kind
+               and (name.startswith(a["resource"]["name"])
+                    if a["resource"].get("patternType") == "prefix"
+                    else name == a["resource"]["name"])
+               and {"All"} & set(a["operations"]) for a in acls)
+
+
+def test_clients_connect_to_a_listener_they_can_authenticate_on(overlay: str) -> None:
+    """CS_PULSE_BROKER names a listener of the Strimzi Kafka whose TLS and authentication are
+    the clients' CS_PULSE_KAFKA_* settings; with SASL, the KafkaUser exists, its Secret and
+    the cluster CA are what the pods mount, and its ACLs cover every topic and the group."""
+    objects = rendered(overlay)
+    settings = settings_of(objects)
+    kafka = one(objects, "Kafka", "cs-pulse")
+    port = int(settings.bootstrap.rsplit(":", 1)[1])
+    (listener,) = [x for x in kafka["spec"]["kafka"]["listeners"] if x["port"] == port]
+    protocol = settings.kafka_security_protocol
+    assert listener["tls"] == protocol.endswith("SSL")
+    auth = listener.get("authentication", {}).get("type")
+    if not protocol.startswith("SASL_"):
+        assert auth is None
+        return
+    mechanism = settings.kafka_sasl_mechanism.lower()
+    assert auth == mechanism
+    user = one(objects, "KafkaUser", settings.kafka_sasl_username)
+    assert user["spec"]["authentication"]["type"] == mechanism
+    assert user["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+    secrets = {v["secret"]["secretName"] for d in of_kind(objects, "Deployment")
+               for v in d["spec"]["template"]["spec"]["volumes"] if "secret" in v}
+    assert {user["metadata"]["name"], f"{kafka['metadata']['name']}-cluster-ca-cert"} <= secrets
+    if "authorization" in kafka["spec"]["kafka"]:
+        acls = user["spec"]["authorization"]["acls"]
+        for topic in of_kind(objects, "KafkaTopic"):
+            assert _acl_allows(acls, "topic", topic["spec"]["topicName"]), topic
+        assert _acl_allows(acls, "group", settings.app_id)
 
 
 def test_topics_are_those_the_worker_uses_with_its_partitions(overlay: str) -> None:

@@ -6,7 +6,7 @@
 #   Prometheus Operator v0.85.0 (PodMonitor, PrometheusRule): the module's
 #     example/prometheus-operator-crd/, through the Go module proxy (go mod download checks
 #     the module's hash against the checksum database).
-#   Strimzi 1.2.0 (Kafka, KafkaNodePool, KafkaTopic): io.strimzi:api and io.strimzi:crd-generator
+#   Strimzi 1.2.0 (Kafka, KafkaNodePool, KafkaTopic, KafkaUser): io.strimzi:api and io.strimzi:crd-generator
 #     from Maven Central, and the generator run as Strimzi's own build runs it.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -26,6 +26,7 @@ mvn -q -f strimzi-pom.xml dependency:build-classpath -Dmdep.outputFile="$cp"
   --crd-api-version v1 --api-versions v1 --storage-version v1 --yaml \
   io.strimzi.api.kafka.model.kafka.Kafka=./040-Crd-kafka.yaml \
   io.strimzi.api.kafka.model.topic.KafkaTopic=./043-Crd-kafkatopic.yaml \
+  io.strimzi.api.kafka.model.user.KafkaUser=./044-Crd-kafkauser.yaml \
   io.strimzi.api.kafka.model.nodepool.KafkaNodePool=./045-Crd-kafkanodepool.yaml
 rm -f "$cp"
 
