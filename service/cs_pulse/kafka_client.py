@@ -185,8 +185,8 @@ def _reason(exc: BaseException, settings: Settings) -> tuple[str, int]:
         return (f"the broker does not accept SASL mechanism {settings.kafka_sasl_mechanism} "
                 "(check CS_PULSE_KAFKA_SASL_MECHANISM)"), EX_NOPERM
     if isinstance(exc, errors.IllegalSaslStateError):
-        return (f"the broker expects no SASL here (check CS_PULSE_KAFKA_SECURITY_PROTOCOL="
-                f"{settings.kafka_security_protocol})"), EX_NOPERM
+        return (f"the listener expects no SASL (check CS_PULSE_KAFKA_SECURITY_PROTOCOL="
+                f"{settings.kafka_security_protocol})"), EX_CONFIG
     if isinstance(exc, ssl.SSLCertVerificationError):
         return (f"the broker's TLS certificate is not trusted: {exc.verify_message} "
                 "(check CS_PULSE_KAFKA_SSL_CAFILE)"), EX_NOPERM
@@ -198,22 +198,23 @@ def _reason(exc: BaseException, settings: Settings) -> tuple[str, int]:
                     "(check CS_PULSE_KAFKA_SSL_CERTFILE/KEYFILE)"), EX_NOPERM
         return (f"TLS handshake failed: {what} (check CS_PULSE_KAFKA_SECURITY_PROTOCOL="
                 f"{settings.kafka_security_protocol} and CS_PULSE_KAFKA_SSL_*)"), EX_NOPERM
+    protocol = f"CS_PULSE_KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol}"
     if isinstance(exc, asyncio.IncompleteReadError):
-        # The answer to the first request is not Kafka's: a TLS alert, typically.
-        return (f"the broker answered in another protocol (check CS_PULSE_KAFKA_SECURITY_"
-                f"PROTOCOL={settings.kafka_security_protocol}: is the listener TLS?)"
-                ), EX_CONFIG
+        # The answer to the first request is not Kafka's: a TLS alert, or a SASL listener's.
+        return (f"the broker answered in another protocol (check {protocol}: does the "
+                "listener use TLS or SASL?)"), EX_CONFIG
+    if isinstance(exc, ConnectionResetError) and settings.kafka_security_protocol.endswith(
+            "SSL"):
+        # A plaintext listener drops a TLS handshake (its first bytes as a huge request).
+        return (f"the broker dropped the TLS handshake (check {protocol}: is the listener "
+                "TLS?)"), EX_CONFIG
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused (check CS_PULSE_BROKER)", EX_UNAVAILABLE
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
-        return ("no answer (check CS_PULSE_BROKER and CS_PULSE_KAFKA_SECURITY_PROTOCOL="
-                f"{settings.kafka_security_protocol})"), EX_UNAVAILABLE
+        return f"no answer (check CS_PULSE_BROKER and {protocol})", EX_UNAVAILABLE
     if isinstance(exc, errors.KafkaConnectionError | ConnectionError):
-        # A broker that closes the connection during the handshake: usually a protocol
-        # mismatch (plaintext to a TLS listener, SASL to a plain one) or a refused certificate.
-        return (f"the broker closed the connection ({exc}; check CS_PULSE_KAFKA_SECURITY_"
-                f"PROTOCOL={settings.kafka_security_protocol} and the certificates)"
-                ), EX_UNAVAILABLE
+        return (f"the broker closed the connection{f' ({exc})' if str(exc) else ''} (check "
+                f"CS_PULSE_BROKER and {protocol})"), EX_UNAVAILABLE
     if isinstance(exc, OSError):
         return f"{exc.strerror or exc} (check CS_PULSE_BROKER)", EX_UNAVAILABLE
     return f"{type(exc).__name__}: {exc}", EX_UNAVAILABLE

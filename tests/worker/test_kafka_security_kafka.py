@@ -18,7 +18,7 @@ import pytest
 
 from cs_pulse.audit.run import read_topic
 from cs_pulse.devtools.embedded_kafka import KafkaBroker
-from cs_pulse.kafka_client import EX_NOPERM, KafkaAccessError, check_connection
+from cs_pulse.kafka_client import EX_CONFIG, EX_NOPERM, KafkaAccessError, check_connection
 from cs_pulse.settings import Settings
 from cs_pulse.sources.produce import EventProducer
 from cs_pulse.worker.topics import create_topic
@@ -135,11 +135,23 @@ def test_mtls_without_a_client_certificate_is_refused(secure_kafka: KafkaBroker)
     assert time.monotonic() - start < 5
 
 
-def test_a_plaintext_client_on_a_tls_listener_fails_fast(secure_kafka: KafkaBroker) -> None:
-    settings = Settings.model_validate(
-        {"broker": f"127.0.0.1:{secure_kafka.secured_ports['SASL_SSL']}"})
+LISTENERS = ("PLAINTEXT", "SSL", "SASL_SSL", "SASL_PLAINTEXT")
+
+
+@pytest.mark.parametrize(("client", "listener"), [
+    (c, li) for c in LISTENERS for li in LISTENERS if c != li])
+def test_a_client_of_another_protocol_is_refused_at_once(secure_kafka: KafkaBroker,
+                                                         client: str, listener: str) -> None:
+    """Every mismatch of client and listener protocols: one line naming the variable to check,
+    77 or 78 (not retried: a restart will not fix it), in seconds, not a hang."""
+    port = secure_kafka.port if listener == "PLAINTEXT" else secure_kafka.secured_ports[listener]
+    settings = secure_kafka.client_settings(client).model_copy(
+        update={"broker": f"127.0.0.1:{port}"})
     start = time.monotonic()
     with pytest.raises(KafkaAccessError) as refusal:
-        asyncio.run(check_connection(settings, timeout=10))
-    assert "CS_PULSE_KAFKA_SECURITY_PROTOCOL=PLAINTEXT" in str(refusal.value)
+        asyncio.run(check_connection(settings, timeout=30))
+    assert refusal.value.exit_code in (EX_NOPERM, EX_CONFIG), refusal.value
+    message = str(refusal.value)
+    assert message.startswith(f"cannot connect to Kafka at 127.0.0.1:{port}: ")
+    assert "\n" not in message and "(check CS_PULSE_KAFKA_" in message
     assert time.monotonic() - start < 5
