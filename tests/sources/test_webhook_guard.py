@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from cs_pulse.settings import ConfigError, Settings, load_settings
+from cs_pulse.sources.chatwoot import sign, verify
 from cs_pulse.sources.guard import Proxies, ReplayMemory, TokenBuckets
 
 
@@ -80,6 +81,12 @@ def test_replay_memory_is_bounded_by_the_window_and_its_capacity() -> None:
     assert len(tight) == 10 and tight.evicted == 90
     assert tight.claim(ReplayMemory.keys("sig99"), 1.0) == "seen"   # the newest are kept
     assert tight.claim(ReplayMemory.keys("sig0"), 1.0) == "new"
+
+
+def test_a_timestamp_that_is_not_a_finite_number_is_stale() -> None:
+    for stamp in ("nan", "inf", "-inf", "1e400"):
+        assert verify(b"k", stamp, sign(b"k", stamp, b"{}"), b"{}", now=1e9) == "stale"
+    assert verify(b"k", "1000000000", sign(b"k", "1000000000", b"{}"), b"{}", now=1e9) is None
 
 
 def test_forwarded_for_is_believed_only_from_trusted_proxies() -> None:
