@@ -138,7 +138,8 @@ def comparable(samples: Samples) -> dict[tuple[str, tuple[tuple[str, str], ...]]
     out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     for name, labels, v in samples:
         if not name.startswith("cs_") or name.startswith(
-                ("cs_events_", "cs_facts_", "cs_event_lag", "cs_input_", "cs_staffing")):
+                ("cs_events_", "cs_facts_", "cs_event_lag", "cs_input_", "cs_staffing",
+                 "cs_label_overflow", "cs_changelog_")):
             continue   # process_* and python_* describe the process, not the data
         if not (name.endswith(("_total", "_bucket", "_sum", "_count"))
                 or name in COMPARED_GAUGES):

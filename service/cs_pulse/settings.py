@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cs_pulse.domain.calendar import Calendars
+from cs_pulse.domain.labels import DEFAULT_LIMITS
 
 ENV_PREFIX = "CS_PULSE_"
 
@@ -115,9 +116,19 @@ class Settings(BaseSettings):
     grace_seconds: float = Field(default=5.0, ge=0)
     batch_size: int = Field(default=2000, ge=1)
     session_timeout: float = Field(default=30.0, gt=0)
+    # After a pause (SIGSTOP, VM freeze) hold flushes for a session timeout. Turned off only
+    # by the zombie-fencing test, to make a zombie that writes (README "Zombie fencing").
+    pause_holds_flushes: bool = True
     data_dir: str = "/tmp/cs-pulse"
     loglevel: str = "warn"                     # ``cs-pulse worker --loglevel`` default
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"   # the worker's (uvloop: faster I/O)
+    # Distinct values each label may take on one worker; later ones are folded into "other"
+    # (see domain/labels.py and README "Limits").
+    max_shops: int = Field(default=DEFAULT_LIMITS["shop"], ge=1)
+    max_queues: int = Field(default=DEFAULT_LIMITS["queue"], ge=1)
+    max_teams: int = Field(default=DEFAULT_LIMITS["team"], ge=1)
+    max_agents: int = Field(default=DEFAULT_LIMITS["agent"], ge=1)
+    max_channels: int = Field(default=DEFAULT_LIMITS["channel"], ge=1)
     # Shop calendars and first-response tiers: inline JSON or a JSON file (see shops_config).
     shops: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict)
     # The ingest edge: forbidden phrases (see forbidden_phrases_config)
@@ -258,6 +269,11 @@ class Settings(BaseSettings):
         if memo.calendars is None or memo.shops is not self.shops:
             memo.calendars, memo.shops = Calendars.from_config(self.shops), self.shops
         return memo.calendars
+
+    @property
+    def label_limits(self) -> dict[str, int]:
+        return {"shop": self.max_shops, "queue": self.max_queues, "team": self.max_teams,
+                "agent": self.max_agents, "channel": self.max_channels}
 
     @property
     def broker_url(self) -> str:

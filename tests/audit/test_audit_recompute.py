@@ -141,7 +141,9 @@ def test_rejection_reasons_in_order_and_processed_counts() -> None:
     log.started("c1", 600_000_000_000)                                 # ancient_timestamp
     log.started("c2", now + 301 * SEC)                                 # future (> now + 5 min)
     log.started("c3", 4_102_444_800_001)                               # future (after 2100)
-    log.started("c4", T0, channel="fax")                               # invalid_field
+    log.started("c4", T0, channel="fax")                               # invalid_label
+    log.started("c4b", T0, queue="pre sale")                           # invalid_label
+    log.started("c4c", T0, schema_version=2)                           # invalid_field
     log.add("conversation.started", "1709600000000", conversation_id="c5",
             channel="chat")                                            # ts not an integer
     # the ancient ts beats the invalid channel
@@ -154,6 +156,7 @@ def test_rejection_reasons_in_order_and_processed_counts() -> None:
     assert rej == {
         "oversized": 1, "malformed_json": 2, "not_object": 1, "unknown_type": 3,
         "missing_field": 1, "ancient_timestamp": 2, "future_timestamp": 2, "invalid_field": 2,
+        "invalid_label": 2,
     }
     proc = {lb["type"]: v for lb, v in r.named("cs_events_processed_total")}
     assert proc == {"conversation.started": 2, "agent.heartbeat": 1}

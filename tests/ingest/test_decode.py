@@ -44,7 +44,12 @@ BROKEN = [
     ("invalid_field", "conversation.closed", lambda e: e.update(closed_by="robot")),
     ("invalid_field", "satisfaction.rated", lambda e: e.update(score=7, scale=5)),
     ("invalid_field", "agent.status", lambda e: e.update(status="sleeping")),
-    ("invalid_field", "conversation.started", lambda e: e.update(shop_id="a|b")),
+    ("invalid_label", "conversation.started", lambda e: e.update(shop_id="a|b")),
+    ("invalid_label", "conversation.started", lambda e: e.update(queue="q" * 65)),
+    ("invalid_label", "conversation.started", lambda e: e.update(channel="fax")),
+    ("invalid_label", "message.sent", lambda e: e.update(sender="agent", agent_id="")),
+    ("invalid_label", "conversation.transferred", lambda e: e.update(to_team="t\u00e9am")),
+    ("invalid_label", "agent.status", lambda e: e.update(agent_id=7)),
     ("invalid_field", "conversation.started", lambda e: e.update(schema_version=2)),
     ("missing_field", "conversation.transferred", lambda e: [e.pop(k) for k in
                                                              ("to_agent_id", "to_queue")]),

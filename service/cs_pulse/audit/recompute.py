@@ -35,6 +35,10 @@ DEFAULT_CALENDAR: dict[str, Any] = {
     "sale_days": ["11-11", "06-18", "12-12"],
 }
 
+# README "Event model": fields that become labels, and the values a label may take.
+_LABEL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:@-")
+_LABEL_FIELDS = ("shop_id", "queue", "to_queue", "team", "to_team", "agent_id", "to_agent_id")
+_CHANNELS = {"chat", "email", "social", "phone"}
 _INT_FIELDS = ("ts", "chars", "max_concurrency", "violations")
 # README "Forbidden phrases": "The worker ignores any text that still reaches the topic (it is
 # not matched, stored or forwarded)": validated with the schema, then dropped.
@@ -79,7 +83,7 @@ def _is_integer(x: Any) -> bool:
 def classify(value: bytes | None, now_ms: float) -> tuple[str | None, dict[str, Any] | None]:
     """(rejection reason, None) or (None, event): the first reason that applies, in the
     README's order: oversized, malformed_json, not_object, unknown_type, missing_field,
-    ancient_timestamp, future_timestamp, invalid_field."""
+    ancient_timestamp, future_timestamp, invalid_label, invalid_field."""
     if value is None:
         return "malformed_json", None
     if len(value) > MAX_RECORD_BYTES:
@@ -111,6 +115,13 @@ def classify(value: bytes | None, now_ms: float) -> tuple[str | None, dict[str, 
             return "ancient_timestamp", None
         if ts > TS_MAX or ts > now_ms + FUTURE_SLACK_MS:
             return "future_timestamp", None
+    for field in _LABEL_FIELDS:
+        if field in obj:
+            v = obj[field]
+            if not (isinstance(v, str) and 1 <= len(v) <= 64 and set(v) <= _LABEL_CHARS):
+                return "invalid_label", None
+    if "channel" in obj and obj["channel"] not in _CHANNELS:
+        return "invalid_label", None
     try:
         validate(obj)
     except fastjsonschema.JsonSchemaException:

@@ -152,7 +152,11 @@ class Aggregator:
             if holds and holds[-1][1] is None:
                 holds[-1][1] = fact.ts
         elif kind == "status":
-            live.status.append([fact.ts, fact.subject, fact.value])
+            last = live.status[-1] if live.status else None
+            # A repeat of the current status and concurrency changes no presence figure:
+            # keeping it would grow the day's list with every heartbeat-like status event.
+            if last is None or last[1] != fact.subject or last[2] != fact.value:
+                live.status.append([fact.ts, fact.subject, fact.value])
         elif kind == "roster":
             if fact.value >= 0:
                 live.roster[fact.subject] = fact.value

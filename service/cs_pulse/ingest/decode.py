@@ -15,6 +15,7 @@ from typing import Any
 import fastjsonschema
 import orjson
 
+from cs_pulse.domain.labels import invalid_label
 from cs_pulse.domain.model import Event
 
 MAX_EVENT_BYTES = 64 * 1024
@@ -23,7 +24,7 @@ MIN_TS_MS = 631_152_000_000      # 1990-01-01
 MAX_TS_MS = 4_102_444_800_000    # 2100-01-01
 REASONS = (
     "oversized", "malformed_json", "not_object", "unknown_type", "missing_field",
-    "invalid_field", "future_timestamp", "ancient_timestamp",
+    "invalid_field", "invalid_label", "future_timestamp", "ancient_timestamp",
 )
 
 
@@ -120,6 +121,9 @@ class Decoder:
                 return Rejected("ancient_timestamp", f"ts {ts} before 1990")
             if ts > MAX_TS_MS or ts / 1000.0 > self.now() + MAX_FUTURE_SKEW_SECONDS:
                 return Rejected("future_timestamp", f"ts {ts} ahead of worker clock")
+        bad_label = invalid_label(data)
+        if bad_label is not None:
+            return Rejected("invalid_label", bad_label)
         try:
             schema.validate(data)
         except fastjsonschema.JsonSchemaValueException as exc:

@@ -86,9 +86,11 @@ class KpiCollector(Collector):
     def __init__(self, owned: Callable[[], Iterable[Aggregator]], pipeline: PipelineStats,
                  settings: Settings, extra: Callable[[], dict[str, Any]] | None = None,
                  wall: Callable[[], float] = time.time, now: float | None = None,
-                 held: Callable[[], int] = lambda: 0) -> None:
+                 held: Callable[[], int] = lambda: 0,
+                 label_overflow: dict[str, float] | None = None) -> None:
         self.owned = owned
         self.held = held
+        self.label_overflow = label_overflow if label_overflow is not None else {}
         self.pipeline = pipeline
         self.settings = settings
         self.extra = extra or (lambda: {})
@@ -258,6 +260,9 @@ class KpiCollector(Collector):
             page.declare(family)
             for label, v in sorted(counts.items()):
                 page.add(family, [label], v)
+        page.declare("cs_label_overflow")
+        for label, v in sorted(self.label_overflow.items()):
+            page.add("cs_label_overflow", [label], v)
         page.add("cs_events_duplicate", [], p.duplicates)
         page.add("cs_events_late", [], p.late)
         page.add("cs_input_replayed_records", [], p.replayed_records)
@@ -280,7 +285,8 @@ def engine_registry(engine: Engine, settings: Settings,
     registry = CollectorRegistry(auto_describe=False)
     registry.register(KpiCollector(
         lambda: list(engine.aggregators.values()), engine.pipeline, settings, extra=extra,
-        now=now, held=lambda: sum(len(s.order.held) for s in engine.stages.values())))
+        now=now, held=lambda: sum(len(s.order.held) for s in engine.stages.values()),
+        label_overflow=engine.labels.overflow))
     return registry
 
 

@@ -77,17 +77,20 @@ async def produce(kafka: KafkaTarget, events: Iterable[dict[str, Any]],
 
 
 async def send_batches(producer: AIOKafkaProducer, topic: str,
-                       rows: dict[int, list[tuple[bytes | None, bytes | None]]]) -> None:
+                       rows: dict[int, list[tuple[bytes | None, bytes | None]]],
+                       headers: dict[int, list[tuple[str, bytes]]] | None = None) -> None:
     """Send (key, value) rows to their partitions as whole record batches, in order, and wait
-    until the broker has them all: no future or log call per row, unlike ``send``."""
+    until the broker has them all: no future or log call per row, unlike ``send``. ``headers``:
+    per partition, put on each of its rows."""
     delivered = []
     for partition, pairs in rows.items():
+        extra = headers.get(partition, []) if headers else []
         batch = producer.create_batch()
         for key, value in pairs:
-            if batch.append(key=key, value=value, timestamp=None) is None:   # full
+            if batch.append(key=key, value=value, timestamp=None, headers=extra) is None:
                 delivered.append(await producer.send_batch(batch, topic, partition=partition))
                 batch = producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None)
+                batch.append(key=key, value=value, timestamp=None, headers=extra)
         delivered.append(await producer.send_batch(batch, topic, partition=partition))
     await asyncio.gather(*delivered)
 

@@ -28,6 +28,7 @@ from cs_pulse.settings import Settings
 from cs_pulse.sources.produce import send_batches
 from cs_pulse.worker import faust_compat
 from cs_pulse.worker.engine import CUSTOMERS, EVENTS, FACTS, Change, Engine, Output, Record
+from cs_pulse.worker.fencing import Fences, epoch_headers, fence_key
 from cs_pulse.worker.worker import SOURCES, Worker
 
 log = logging.getLogger("cs_pulse")
@@ -73,6 +74,10 @@ class FaustBus:
         self.tables = tables
         self.topics = {EVENTS: settings.events_topic, CUSTOMERS: settings.customers_topic,
                        FACTS: settings.facts_topic}
+        # Zombie fencing (fencing.py): what recovery has read, and the epoch this worker
+        # writes each owned changelog partition under.
+        self.fences = {source: Fences() for source in SOURCES}
+        self.epochs: dict[str, dict[int, int]] = {source: {} for source in SOURCES}
 
     def active(self) -> bool:
         return bool(self.app.flow_control.is_active())
@@ -92,8 +97,38 @@ class FaustBus:
         for partition, key, value in changes:
             rows.setdefault(partition, []).append((key, value))
         if rows:
-            await send_batches(faust_compat.kafka_producer(self.app),
-                               self.tables[source].changelog_topic.get_topic_name(), rows)
+            epochs = self.epochs[source]
+            await self._send(source, rows, {p: epochs.get(p, 0) for p in rows})
+
+    async def _send(self, source: str, rows: dict[int, list[tuple[bytes | None, bytes | None]]],
+                    epochs: dict[int, int]) -> None:
+        await send_batches(faust_compat.kafka_producer(self.app),
+                           self.tables[source].changelog_topic.get_topic_name(), rows,
+                           {p: epoch_headers(e) for p, e in epochs.items()})
+
+    async def fence(self, assigned: set[TP], generation: int) -> None:
+        """Before Faust recovers an assignment: a fence at ``generation`` in the changelog of
+        every assigned partition, written before recovery reads them (fencing.py)."""
+        for source, topic in self.topics.items():
+            await self._fence(source, {tp.partition: generation for tp in assigned
+                                       if tp.topic == topic})
+
+    async def refence(self, source: str) -> None:
+        """After recovery: fence again above a fence found higher than this worker's epoch
+        (the group's generation restarted), before anything is written under it."""
+        owned = self.assigned()[source]
+        behind = self.fences[source].behind({p: e for p, e in self.epochs[source].items()
+                                             if p in owned})
+        if behind:
+            log.warning("%s changelog: fences above the group generation in partitions %s: "
+                        "fencing again above them", source, sorted(behind))
+            await self._fence(source, behind)
+
+    async def _fence(self, source: str, epochs: dict[int, int]) -> None:
+        if epochs:
+            await self._send(source, {p: [(fence_key(p), str(e).encode())]
+                                      for p, e in epochs.items()}, epochs)
+            self.epochs[source].update(epochs)
 
     async def publish(self, out: Output) -> None:
         send = self.app.producer.send
@@ -169,6 +204,7 @@ class FaustBus:
                 if high is not None:
                     lag += max(0, high - (read + 1 if read is not None else 0))
         out["cs_consumer_lag_messages"] = lag
+        out["cs_changelog_fenced_rows"] = float(sum(f.rejected for f in self.fences.values()))
         return out
 
 
@@ -204,16 +240,24 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
     tables = {source: app.Table(name, partitions=n, key_type=bytes, value_type=bytes)
               for source, name in TABLE_NAMES.items()}
     bus = FaustBus(app, settings, tables)
-    worker = Worker(engine, bus, settings.session_timeout)
+    worker = Worker(engine, bus, settings.session_timeout,
+                    hold_flushes=settings.pause_holds_flushes)
+
+    async def fence(assigned: set[TP], generation: int) -> None:
+        try:
+            await bus.fence(assigned, generation)
+        except Exception as exc:
+            worker.fail("changelog not fenced", exc)
 
     # Each stage's records come straight from the consumer's fetches, a batch at a time
     # (faust_compat.BatchConsumer), through a short queue that its agent drains.
     queues = {source: asyncio.Queue[list[Any]](maxsize=2) for source in topics}
     faust_compat.use_batch_delivery(app, {bus.topics[source]: queues[source].put
-                                          for source in topics})
+                                          for source in topics}, before_assign=fence)
     for source, topic in topics.items():
         app.agent(topic, name=f"{source}_stage")(_stage(app, worker, source, queues[source]))
-        tables[source].on_recover(_recovered(worker, source, tables[source]))
+        faust_compat.fence_recovery(tables[source], bus.fences[source])
+        tables[source].on_recover(_recovered(worker, bus, source, tables[source]))
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _revoked(app: faust.App, revoked: set[TP], **kwargs: Any) -> None:
@@ -266,7 +310,11 @@ def _stage(app: faust.App, worker: Worker, source: str, queue: asyncio.Queue[lis
     return stage
 
 
-def _recovered(worker: Worker, source: str, table: Any) -> Any:
+def _recovered(worker: Worker, bus: FaustBus, source: str, table: Any) -> Any:
     async def recovered() -> None:
         worker.on_recovered(source, faust_compat.take_rows(table))
+        try:
+            await bus.refence(source)
+        except Exception as exc:
+            worker.fail("changelog not fenced", exc)
     return recovered

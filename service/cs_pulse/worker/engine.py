@@ -41,6 +41,7 @@ from cs_pulse.domain.aggregate import Aggregator
 from cs_pulse.domain.conversation import Out
 from cs_pulse.domain.customers import CustomerStage
 from cs_pulse.domain.facts import PROGRESS_STEP_MS
+from cs_pulse.domain.labels import LabelGuard
 from cs_pulse.domain.model import CustomerRecord, Event, Fact
 from cs_pulse.domain.stage import ConversationStage
 from cs_pulse.ingest.decode import Decoder, Rejected
@@ -144,6 +145,7 @@ class Engine:
         self.cursors: dict[tuple[str, int], Cursor] = {}
         self.unflushed: set[tuple[str, int]] = set()   # (source, partition) changed since flush
         self.pipeline = PipelineStats()
+        self.labels = LabelGuard(settings.label_limits)
         self._partition_of: dict[str, int] = {}
 
     def partition_of(self, key: str) -> int:
@@ -234,6 +236,8 @@ class Engine:
             cursor.last_record_wall = wall
             stage = self.stage(partition)
             decoded = self.decoder.decode(value)
+            if isinstance(decoded, Event):
+                self.labels.apply(decoded)
             if offset < cursor.rehold_below:
                 # Read before the last flush: held then (put it back) or already applied.
                 w = stage.order.watermark

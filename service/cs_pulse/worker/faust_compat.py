@@ -17,7 +17,9 @@ from typing import Any
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers.aiokafka import Consumer as AiokafkaConsumer
-from faust.types import TableT
+from faust.types import TP, TableT
+
+from cs_pulse.worker.fencing import Fences
 
 FAUST_VERSION = "0.15.3"   # the version these accessors were written and tested against
 # sha256 of faust's Consumer._drain_messages source, which BatchConsumer copies: an upgrade that
@@ -38,6 +40,21 @@ def take_rows(table: TableT) -> list[tuple[bytes, bytes | None]]:
     items = list(store.data.items())
     store.data.clear()
     return items
+
+
+def fence_recovery(table: TableT, fences: Fences) -> None:
+    """Recovery applies a changelog's rows only if ``fences`` admits them (in log order): rows
+    written by a worker fenced off before them, and the fence rows themselves, never reach the
+    table (see ``fencing.py``)."""
+    apply = table.apply_changelog_batch
+    admit = fences.admit
+
+    def apply_fenced(batch: Any) -> None:
+        apply([event for event in batch
+               if admit(event.message.partition, event.message.key, event.message.value,
+                        event.message.headers)])
+
+    table.apply_changelog_batch = apply_fenced  # type: ignore[method-assign]
 
 
 def read_offsets(app: faust.App, topic: str) -> dict[int, int | None]:
@@ -75,6 +92,7 @@ def quiet_debug_logging() -> None:
 
 Batch = list[Any]                                     # faust Messages of one topic
 BatchHandler = Callable[[Batch], Awaitable[None]]
+AssignHook = Callable[[set[TP], int], Awaitable[None]]
 
 
 class BatchConsumer(AiokafkaConsumer):
@@ -82,6 +100,14 @@ class BatchConsumer(AiokafkaConsumer):
     ``Consumer._drain_messages`` of faust-streaming FAUST_VERSION, batching those topics)."""
 
     batch_handlers: dict[str, BatchHandler] = {}
+    before_assign: AssignHook | None = None
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        """Run ``before_assign`` (the changelog fences) before Faust's own handling, which
+        starts table recovery: the recovery then reads up to and past the fences."""
+        if self.before_assign is not None:
+            await self.before_assign(assigned, generation_id)
+        await super().on_partitions_assigned(assigned, generation_id)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - needs Kafka
         callback = self.callback
@@ -136,10 +162,14 @@ class BatchConsumer(AiokafkaConsumer):
             self.diag.unset_flag(CONSUMER_FETCHING)
 
 
-def use_batch_delivery(app: faust.App, handlers: dict[str, BatchHandler]) -> None:
+def use_batch_delivery(app: faust.App, handlers: dict[str, BatchHandler],
+                       before_assign: AssignHook | None = None) -> None:
     """Make the app's consumer (created lazily, on first use) a ``BatchConsumer`` for these
-    topics. Call before the app starts."""
-    consumer_class = type("StageBatchConsumer", (BatchConsumer,), {"batch_handlers": handlers})
+    topics, running ``before_assign`` on each assignment first. Call before the app starts."""
+    consumer_class = type("StageBatchConsumer", (BatchConsumer,),
+                          {"batch_handlers": handlers,
+                           "before_assign": staticmethod(before_assign) if before_assign
+                           else None})
     app.transport.Consumer = consumer_class  # type: ignore[misc]
 
 

@@ -93,7 +93,8 @@ class PauseGuard:
 class Worker:
     def __init__(self, engine: Engine, bus: Bus, session_timeout: float,
                  fail: Callable[[str, BaseException], NoReturn] = exit_unflushed,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 hold_flushes: bool = True) -> None:
         self.engine = engine
         self.bus = bus
         self.fail = fail
@@ -101,6 +102,7 @@ class Worker:
         self.locks = {source: asyncio.Lock() for source in SOURCES}
         self.flush_lock = asyncio.Lock()
         self.pause = PauseGuard(session_timeout, clock)
+        self.hold_flushes = hold_flushes   # off only to test zombie fencing
         self.owned: dict[str, set[int]] | None = None   # None: not told yet (take everything)
 
     async def handle(self, source: str, records: Iterable[Record],
@@ -136,8 +138,9 @@ class Worker:
     async def flush(self) -> None:
         """Persist the state changed since the last flush, cursors last. Records processed
         but not yet flushed when a worker dies are re-read from the persisted cursor."""
+        self.pause.tick()   # a flush that runs first after a pause must see it too
         async with self.flush_lock:
-            if not self._may_move():
+            if not self.bus.active() or (self.hold_flushes and self.pause.holding()):
                 return
             async with self.locks[EVENTS], self.locks[CUSTOMERS], self.locks[FACTS]:
                 rows = dict(zip(SOURCES, self.engine.take_changes(), strict=True))

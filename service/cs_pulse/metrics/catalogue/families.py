@@ -291,6 +291,9 @@ PIPELINE: tuple[Derived, ...] = (
             type="counter"),
     Derived("events_orphaned", "Events for a conversation not known (ended or never started).",
             WORKER, ("type",), type="counter"),
+    Derived("label_overflow", "Events whose label value was folded into \"other\": the label "
+            "had reached its limit of distinct values on this worker.", WORKER, ("label",),
+            type="counter"),
     Derived("events_duplicate", "Events with an already-applied event_id.", WORKER,
             type="counter"),
     Derived("events_late", "Events behind the watermark (took effect at it).", WORKER,
@@ -316,6 +319,8 @@ PIPELINE: tuple[Derived, ...] = (
     Derived("owned_fact_partitions", "Facts partitions owned by this worker.", WORKER),
     Derived("consumer_lag_messages", "Records not yet read, over the partitions owned.",
             WORKER),
+    Derived("changelog_fenced_rows", "Changelog rows dropped at recovery: written by a worker "
+            "after a new owner had fenced the partition (a zombie).", WORKER, type="counter"),
 )
 
 

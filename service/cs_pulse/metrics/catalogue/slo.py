@@ -567,6 +567,16 @@ def alerts(config: Config = CONFIG) -> tuple[Alert, ...]:
                          "lags; KPIs are frozen."),
             runbook="folding-stalled.md"),
         Alert(
+            name="CsLabelOverflow",
+            expr="sum by (job, instance, label) (increase(cs_label_overflow_total[10m])) > 0",
+            for_="0m",
+            severity="ticket",
+            summary=f"{INSTANCE}: too many distinct {{{{ $labels.label }}}} values",
+            description=("Events with a new {{ $labels.label }} value past its limit are "
+                         "counted under \"other\" ({{ $value }} in 10 minutes): a producer "
+                         "sends ids where names belong, or the limit is too low."),
+            runbook="label-overflow.md"),
+        Alert(
             name="CsWorkerDown",
             expr='up{job="cs-pulse"} == 0',
             for_="2m",
