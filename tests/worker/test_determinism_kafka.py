@@ -148,6 +148,8 @@ def test_workers_joining_and_leaving_under_traffic(kafka: KafkaBroker, tmp_path:
         feeder.join(180)
         assert not feeder.is_alive()
         wait_for_match([a], recompute(kafka.bootstrap, topo), timeout=120)
+        # No worker here outlived its partitions: nothing may have been fenced off.
+        assert value(a.scrape(), "cs_changelog_fenced_rows_total") == 0
     finally:
         watch.stop_flag.set()
         watch.join(10)

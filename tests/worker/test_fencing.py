@@ -24,8 +24,8 @@ def test_rows_after_a_higher_fence_are_dropped_in_log_order() -> None:
            row("0/c|b", None),                       # no header after a fence: dropped
            row("0/c|a", 5),                          # the new owner
            row("1/c|a", 3)]                          # another partition: no fence there
-    kept = [(k, h) for k, v, h in log
-            if fences.admit(int(k.split(b"/")[0]), k, v, h)]
+    kept = [(k, h) for offset, (k, v, h) in enumerate(log)
+            if fences.admit(int(k.split(b"/")[0]), offset, k, v, h)]
     assert kept == [(b"0/c|a", None), (b"0/c|a", epoch_headers(3)), (b"0/c|a", epoch_headers(5)),
                     (b"1/c|a", epoch_headers(3))]
     assert fences.rejected == 3
@@ -34,12 +34,25 @@ def test_rows_after_a_higher_fence_are_dropped_in_log_order() -> None:
 
 def test_a_lower_fence_does_not_lower_the_epoch_and_behind_says_where_to_refence() -> None:
     fences = Fences()
-    assert not fences.admit(0, fence_key(0), b"57", epoch_headers(57))
-    assert not fences.admit(0, fence_key(0), b"2", epoch_headers(2))   # generation restarted
-    assert not fences.admit(0, b"0/c|x", b"{}", epoch_headers(2))
+    assert not fences.admit(0, 0, fence_key(0), b"57", epoch_headers(57))
+    assert not fences.admit(0, 1, fence_key(0), b"2", epoch_headers(2))   # generation restarted
+    assert not fences.admit(0, 2, b"0/c|x", b"{}", epoch_headers(2))
     assert fences.epochs == {0: 57}
     assert fences.behind({0: 2, 1: 2}) == {0: 58}
     assert fences.behind({0: 58}) == {}
+
+
+def test_a_partition_read_again_from_its_start_starts_its_fences_over() -> None:
+    """Faust re-reads a partition this worker gets back from its start: the rows before a
+    fence it saw last time are valid again, in their place in the log."""
+    fences = Fences()
+    log = [row("0/c|a", 2), (fence_key(0), b"3", epoch_headers(3)), row("0/c|a", 2)]
+    first = [fences.admit(0, offset, k, v, h) for offset, (k, v, h) in enumerate(log)]
+    assert first == [True, False, False]
+    more = [row("0/c|b", 3), (fence_key(0), b"5", epoch_headers(5))]
+    again = [fences.admit(0, offset, k, v, h) for offset, (k, v, h) in enumerate(log + more)]
+    assert again == [True, False, False, True, False]
+    assert fences.rejected == 2 and fences.epochs == {0: 5}
 
 
 def test_epoch_header_parsing() -> None:
@@ -55,12 +68,12 @@ def test_fence_recovery_filters_what_faust_applies() -> None:
     fences = Fences()
     faust_compat.fence_recovery(table, fences)  # type: ignore[arg-type]
 
-    def event(partition: int, key: bytes, value: bytes, epoch: int) -> Any:
+    def event(offset: int, key: bytes, value: bytes, epoch: int) -> Any:
         return SimpleNamespace(message=SimpleNamespace(
-            partition=partition, key=key, value=value, headers=epoch_headers(epoch)))
+            partition=2, offset=offset, key=key, value=value, headers=epoch_headers(epoch)))
 
-    batch = [event(2, b"2/c|a", b"{}", 4), event(2, fence_key(2), b"6", 6),
-             event(2, b"2/c|a", b"{}", 4), event(2, b"2/o|", b"7", 6)]
+    batch = [event(0, b"2/c|a", b"{}", 4), event(1, fence_key(2), b"6", 6),
+             event(2, b"2/c|a", b"{}", 4), event(3, b"2/o|", b"7", 6)]
     table.apply_changelog_batch(batch)
     assert [e.message.key for e in applied] == [b"2/c|a", b"2/o|"]
     assert fences.rejected == 1

@@ -80,7 +80,10 @@ class FaustBus:
         self.epochs: dict[str, dict[int, int]] = {source: {} for source in SOURCES}
 
     def active(self) -> bool:
-        return bool(self.app.flow_control.is_active())
+        # Not while partitions move, nor once the app is stopping: its consumer may already
+        # have left the group and the next owner fenced the changelogs. A late flush would be
+        # dropped, and a late idle release would number outputs the new owner cannot redo.
+        return bool(self.app.flow_control.is_active()) and not self.app.should_stop
 
     def assigned(self) -> dict[str, set[int]]:
         owned = self.app.consumer.assignment()

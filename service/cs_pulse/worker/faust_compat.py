@@ -51,8 +51,8 @@ def fence_recovery(table: TableT, fences: Fences) -> None:
 
     def apply_fenced(batch: Any) -> None:
         apply([event for event in batch
-               if admit(event.message.partition, event.message.key, event.message.value,
-                        event.message.headers)])
+               if admit(event.message.partition, event.message.offset, event.message.key,
+                        event.message.value, event.message.headers)])
 
     table.apply_changelog_batch = apply_fenced  # type: ignore[method-assign]
 

@@ -45,17 +45,22 @@ def epoch_of(headers: Iterable[tuple[str, bytes]] | None) -> int:
 
 
 class Fences:
-    """One changelog's fences, per partition, as read in log order (kept across recoveries:
-    Faust replays a kept partition only from where it stopped reading)."""
+    """One changelog's fences, per partition, as read in log order. Kept across recoveries:
+    Faust replays a partition this worker kept only from where it stopped reading, and one it
+    gets back from its start (the memory store), which starts that partition's fences over."""
 
     def __init__(self) -> None:
         self.epochs: dict[int, int] = {}
+        self.offsets: dict[int, int] = {}   # the last offset read, per partition
         self.rejected = 0
 
-    def admit(self, partition: int, key: bytes | None, value: bytes | None,
+    def admit(self, partition: int, offset: int, key: bytes | None, value: bytes | None,
               headers: Sequence[tuple[str, bytes]] | None) -> bool:
         """True if the row is state to apply; False for a fence row (taken note of) or a row
         from a writer fenced off before it."""
+        if offset <= self.offsets.get(partition, -1):
+            self.epochs.pop(partition, None)   # read again from the start: forget its fences
+        self.offsets[partition] = offset
         if key is not None and key.endswith(FENCE_SUFFIX):
             epoch = int(value or b"0")
             if epoch > self.epochs.get(partition, 0):
