@@ -21,6 +21,7 @@ from .facts import (
     refund_reason,
 )
 from .model import CustomerRecord, Event, Fact, agent_series, queue_series, shop_series
+from .seen import from_row, to_row
 
 PHONE = "phone"                   # no customer messages: the wait starts at the hand-off
 CUSTOMER_LEFT = frozenset({"customer", "timeout", "system"})
@@ -60,7 +61,7 @@ class Conversation:
     created_series: str = ""            # Q at creation: transfers and escalations count there
     open: bool = True
     last_ts: int = 0
-    seen: list[str] = field(default_factory=list)
+    seen: bytes = b""                   # digests of the applied events' ids (see ``seen.py``)
     transferred: bool = False
     escalated: bool = False
     served: bool = False
@@ -105,11 +106,13 @@ class Conversation:
         return self.last_ts + (OPEN_IDLE_MS if self.open else CLOSED_KEPT_MS)
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["seen"] = to_row(self.seen)
+        return d
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Conversation:
-        return Conversation(**d)
+        return Conversation(**{**d, "seen": from_row(d["seen"])})
 
 
 def customer_key(shop: str, customer: str, fallback: str) -> str:
@@ -129,10 +132,11 @@ def create(ev: Event, out: Out) -> Conversation:
     return c
 
 
-def apply_event(c: Conversation, ev: Event, out: Out) -> None:
-    """Apply one (non-duplicate) event to a known, unexpired conversation."""
+def apply_event(c: Conversation, ev: Event, out: Out, digest: bytes) -> None:
+    """Apply one (non-duplicate) event, whose id's digest is ``digest``, to a known, unexpired
+    conversation."""
     c.last_ts = ev.ts
-    c.seen.append(ev.event_id)
+    c.seen += digest
     _labels(c, ev)
     handler = _HANDLERS.get(ev.type)
     if handler is not None:
