@@ -4,11 +4,9 @@ memory."""
 
 from __future__ import annotations
 
-from cs_pulse.domain.conversation import Out
-from cs_pulse.domain.model import Event
 from cs_pulse.domain.seen import from_row, holds, id_digest, to_row
 from cs_pulse.domain.stage import ConversationStage
-from factory import agent_msg, cust, ev
+from factory import agent_msg, applied, cust, ev
 
 
 def test_digests_are_stable_across_processes() -> None:
@@ -28,14 +26,6 @@ def test_rows_round_trip_and_old_rows_of_ids_are_digested() -> None:
     assert from_row(to_row(digests)) == digests
     assert from_row(["e1", "e2"]) == digests
     assert from_row([]) == b"" == from_row("")
-
-
-def applied(stage: ConversationStage, events: list[Event]) -> Out:
-    out = Out()
-    for offset, event in enumerate(events):
-        stage.admit(offset, event)
-    stage.release(out)
-    return out
 
 
 def test_a_recovery_from_rows_of_event_ids_still_drops_duplicates() -> None:
