@@ -9,7 +9,7 @@ how fast a worker reads it. Idempotent by ``event_id`` per conversation, agent o
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .conversation import (
@@ -26,7 +26,6 @@ from .conversation import (
 from .facts import ONLINE_STATUSES
 from .model import Event, agent_series, shop_series
 from .ordering import Reorder
-from .seen import DIGEST_BYTES, from_row, holds, id_digest, to_row
 
 MAX_ENTITY_IDS = 2000
 
@@ -35,7 +34,7 @@ MAX_ENTITY_IDS = 2000
 class Entity:
     """An agent or a customer's orders: ids seen, and an agent's last known concurrency."""
 
-    seen: bytes = b""   # digests of the last ``MAX_ENTITY_IDS`` event ids (see ``seen.py``)
+    seen: list[str] = field(default_factory=list)
     max_concurrency: float = 1.0
 
 
@@ -94,12 +93,11 @@ class ConversationStage:
             return
         cid = ev.conversation_id
         conv = self.conversations.get(cid)
-        digest = id_digest(ev.event_id)
         if conv is None:
             if ev.type in OPENING_TYPES:
                 conv = self.conversations[cid] = create(ev, out)
                 heapq.heappush(self.deadlines, (conv.deadline, cid, conv.created))
-                apply_event(conv, ev, out, digest)
+                apply_event(conv, ev, out)
             elif ev.type in ORPHAN_TYPES:
                 out.orphans.append(ev.type)
                 return
@@ -108,12 +106,12 @@ class ConversationStage:
                 return
             else:
                 return
-        elif holds(conv.seen, digest):
+        elif ev.event_id in conv.seen:
             out.duplicates += 1
             return
         else:
             was_open = conv.open
-            apply_event(conv, ev, out, digest)
+            apply_event(conv, ev, out)
             if was_open and not conv.open:   # closing shortens the deadline
                 heapq.heappush(self.deadlines, (conv.deadline, cid, conv.created))
         self._dirty.add(f"c|{cid}")
@@ -124,11 +122,12 @@ class ConversationStage:
         entity = self.entities.get(key)
         if entity is None:
             entity = self.entities[key] = Entity()
-        digest = id_digest(ev.event_id)
-        if holds(entity.seen, digest):
+        if ev.event_id in entity.seen:
             out.duplicates += 1
             return
-        entity.seen = (entity.seen + digest)[-MAX_ENTITY_IDS * DIGEST_BYTES:]
+        entity.seen.append(ev.event_id)
+        if len(entity.seen) > MAX_ENTITY_IDS:
+            del entity.seen[: len(entity.seen) - MAX_ENTITY_IDS]
         self._dirty.add(f"e|{key}")
         if ev.type == "agent.status":
             status = ev.attrs["status"]
@@ -157,8 +156,7 @@ class ConversationStage:
             else:
                 entity = self.entities.get(name)
                 out.append((key, None if entity is None else
-                            {"seen": to_row(entity.seen),
-                             "max_concurrency": entity.max_concurrency}))
+                            {"seen": entity.seen, "max_concurrency": entity.max_concurrency}))
         self._dirty.clear()
         return out
 
@@ -176,4 +174,4 @@ class ConversationStage:
         elif value is None:
             self.entities.pop(name, None)
         else:
-            self.entities[name] = Entity(from_row(value["seen"]), value["max_concurrency"])
+            self.entities[name] = Entity(value["seen"], value["max_concurrency"])
