@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from cs_pulse.worker import faust_compat
-from cs_pulse.worker.fencing import Fences, epoch_headers, epoch_of, fence_key
+from cs_pulse.worker.fencing import Fences, epoch_headers, epoch_of, fence_key, missed_generations
 
 
 def row(key: str, epoch: int | None, value: bytes = b"{}") -> tuple[bytes, bytes, Any]:
@@ -53,6 +53,20 @@ def test_a_partition_read_again_from_its_start_starts_its_fences_over() -> None:
     again = [fences.admit(0, offset, k, v, h) for offset, (k, v, h) in enumerate(log + more)]
     assert again == [True, False, False, True, False]
     assert fences.rejected == 2 and fences.epochs == {0: 5}
+
+
+def test_a_worker_that_missed_a_generation_must_rebuild_its_state() -> None:
+    assert not missed_generations(None, 7)     # the first assignment: nothing held yet
+    assert not missed_generations(6, 7)        # in every rebalance since: its state is the log's
+    assert missed_generations(1, 3)            # out for generation 2 (paused past its session)
+    assert missed_generations(9, 1)            # the group restarted (its metadata expired)
+
+
+def test_recover_from_start_forgets_where_faust_stopped_reading() -> None:
+    recovery = SimpleNamespace(active_offsets={"tp0": 41, "tp1": 7})
+    app: Any = SimpleNamespace(tables=SimpleNamespace(recovery=recovery))
+    faust_compat.recover_from_start(app)
+    assert recovery.active_offsets == {}
 
 
 def test_epoch_header_parsing() -> None:

@@ -28,7 +28,7 @@ from cs_pulse.settings import Settings
 from cs_pulse.sources.produce import send_batches
 from cs_pulse.worker import faust_compat
 from cs_pulse.worker.engine import CUSTOMERS, EVENTS, FACTS, Change, Engine, Output, Record
-from cs_pulse.worker.fencing import Fences, epoch_headers, fence_key
+from cs_pulse.worker.fencing import Fences, epoch_headers, fence_key, missed_generations
 from cs_pulse.worker.worker import SOURCES, Worker
 
 log = logging.getLogger("cs_pulse")
@@ -78,6 +78,7 @@ class FaustBus:
         # writes each owned changelog partition under.
         self.fences = {source: Fences() for source in SOURCES}
         self.epochs: dict[str, dict[int, int]] = {source: {} for source in SOURCES}
+        self.generation: int | None = None   # of this worker's latest assignment
 
     def active(self) -> bool:
         # Not while partitions move, nor once the app is stopping: its consumer may already
@@ -247,6 +248,12 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
                     hold_flushes=settings.pause_holds_flushes)
 
     async def fence(assigned: set[TP], generation: int) -> None:
+        if missed_generations(bus.generation, generation):
+            log.warning("back in the group at generation %s after %s: rebuilding all state "
+                        "from the changelogs", generation, bus.generation)
+            await worker.forget_state()
+            faust_compat.recover_from_start(app)
+        bus.generation = generation
         try:
             await bus.fence(assigned, generation)
         except Exception as exc:

@@ -57,6 +57,12 @@ def fence_recovery(table: TableT, fences: Fences) -> None:
     table.apply_changelog_batch = apply_fenced  # type: ignore[method-assign]
 
 
+def recover_from_start(app: faust.App) -> None:
+    """The coming recovery reads every assigned changelog partition from its start (Faust
+    resumes a partition it kept from where it stopped reading)."""
+    app.tables.recovery.active_offsets.clear()  # type: ignore[attr-defined]
+
+
 def read_offsets(app: faust.App, topic: str) -> dict[int, int | None]:
     """The last offset Faust handed to the stream, per assigned partition of ``topic``."""
     consumer: Any = app.consumer

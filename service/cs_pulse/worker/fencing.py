@@ -13,6 +13,11 @@ worker down past ``offsets.retention.minutes``) and its generation restarted bel
 fence, the new owner finds the higher fence in its recovery and fences again above it
 (``Fences.behind``) before it writes anything.
 
+A zombie that comes back (rejoins at a later generation) gets partitions again whose changelog
+it no longer knows: others may have written them, and its own last flush may lie behind a
+fence. Its state says "flushed" for rows no reader applies, so it keeps nothing: it rebuilds
+every partition from the changelogs, as a new owner would (``missed_generations``).
+
 No Kafka here: ``app.py`` sends the rows and ``faust_compat`` filters recovery through this.
 """
 
@@ -42,6 +47,13 @@ def epoch_of(headers: Iterable[tuple[str, bytes]] | None) -> int:
             except ValueError:
                 return 0
     return 0
+
+
+def missed_generations(previous: int | None, generation: int) -> bool:
+    """A member assigned in ``generation`` whose previous assignment was in ``previous`` was out
+    of the group in between (every completed rebalance is the next generation, given to every
+    member in it), or the group restarted: its state may no longer be what the changelogs hold."""
+    return previous is not None and generation != previous + 1
 
 
 class Fences:

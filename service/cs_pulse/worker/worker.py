@@ -190,6 +190,13 @@ class Worker:
         async with self.flush_lock:
             pass
 
+    async def forget_state(self) -> None:
+        """Drop all state (this worker missed generations of the group: ``fencing.py``); the
+        recovery that follows rebuilds it from the changelogs and the cursors in them."""
+        async with self.flush_lock, self.locks[EVENTS], self.locks[CUSTOMERS], \
+                self.locks[FACTS]:
+            self.engine.retain({})
+
     def on_assigned(self) -> None:
         """Drop working state of partitions this worker no longer owns. (The revoke signal is
         no place for this: with eager rebalancing it names every partition, also those kept.)"""
