@@ -6,6 +6,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+from aiokafka.structs import TopicPartition as TP
+
 from cs_pulse.worker import faust_compat
 from cs_pulse.worker.fencing import Fences, epoch_headers, epoch_of, fence_key, missed_generations
 
@@ -91,3 +93,14 @@ def test_fence_recovery_filters_what_faust_applies() -> None:
     table.apply_changelog_batch(batch)
     assert [e.message.key for e in applied] == [b"2/c|a", b"2/o|"]
     assert fences.rejected == 1
+
+
+def test_read_offsets_tell_a_sought_position_from_a_record_read() -> None:
+    """Faust's ``_read_offset`` holds the position it sought to (the next offset to read) until
+    a record is read, then the record's offset; ``read_offsets`` gives the last record read."""
+    sought, read, fresh = TP("events", 0), TP("events", 1), TP("events", 2)
+    consumer = SimpleNamespace(_read_offset={sought: 675, read: 492, fresh: None},
+                               delivered={read: 500},
+                               assignment=lambda: {sought, read, fresh, TP("facts", 0)})
+    app: Any = SimpleNamespace(consumer=consumer)
+    assert faust_compat.read_offsets(app, "events") == {0: 674, 1: 500, 2: None}

@@ -90,6 +90,11 @@ def test_a_zombie_flush_after_the_new_owner_fenced_is_never_applied(kafka: Kafka
         wait_for_match([fresh], recompute(kafka.bootstrap, topo), timeout=120)
         assert value(fresh.scrape(), "cs_changelog_fenced_rows_total") == stale
         assert value(fresh.scrape(), "cs_events_processed_total") == 0   # all from the changelog
+        # Caught up, it stays quiet: an idle restarted worker once saw every partition as
+        # stalled and "caught up" each one every watchdog round (5 s), forever.
+        rewinds = value(fresh.scrape(), "cs_input_rewinds_total")
+        time.sleep(12)
+        assert value(fresh.scrape(), "cs_input_rewinds_total") == rewinds
     finally:
         zombie.kill(signal.SIGCONT)
         for worker in workers:

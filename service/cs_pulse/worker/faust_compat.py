@@ -64,10 +64,19 @@ def recover_from_start(app: faust.App) -> None:
 
 
 def read_offsets(app: faust.App, topic: str) -> dict[int, int | None]:
-    """The last offset Faust handed to the stream, per assigned partition of ``topic``."""
+    """The last offset the consumer has read, per assigned partition of ``topic``: the last
+    one handed to a stage since the assignment, else the one before the position Faust sought
+    to (its ``_read_offset`` holds that position until a record is read: taken as a record
+    read, a worker restarted on caught-up cursors saw every idle partition as stalled)."""
     consumer: Any = app.consumer
-    return {tp.partition: consumer._read_offset.get(tp)
-            for tp in consumer.assignment() if tp.topic == topic}
+    delivered: dict[TP, int] = getattr(consumer, "delivered", {})
+    out: dict[int, int | None] = {}
+    for tp in consumer.assignment():
+        if tp.topic == topic:
+            position = consumer._read_offset.get(tp)
+            out[tp.partition] = delivered.get(
+                tp, None if position is None else position - 1)
+    return out
 
 
 def recovery_done(app: faust.App) -> bool:
@@ -108,9 +117,14 @@ class BatchConsumer(AiokafkaConsumer):
     batch_handlers: dict[str, BatchHandler] = {}
     before_assign: AssignHook | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.delivered: dict[TP, int] = {}   # the last offset handed to a stage, since assigned
+
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         """Run ``before_assign`` (the changelog fences) before Faust's own handling, which
         starts table recovery: the recovery then reads up to and past the fences."""
+        self.delivered.clear()
         if self.before_assign is not None:
             await self.before_assign(assigned, generation_id)
         await super().on_partitions_assigned(assigned, generation_id)
@@ -123,6 +137,7 @@ class BatchConsumer(AiokafkaConsumer):
         get_read_offset = self._read_offset.__getitem__
         set_read_offset = self._read_offset.__setitem__
         acks_enabled_for = self.app.topics.acks_enabled_for
+        delivered = self.delivered
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 self.diag.set_flag(CONSUMER_FETCHING)
@@ -146,6 +161,7 @@ class BatchConsumer(AiokafkaConsumer):
                         await self._add_gap(tp, r_offset + 1, offset)
                     if message.topic in handlers:
                         batches.setdefault(message.topic, []).append(message)
+                        delivered[tp] = offset
                     else:
                         if self._commit_every is not None and \
                                 self._n_acked >= self._commit_every:
