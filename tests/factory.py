@@ -6,7 +6,9 @@ import itertools
 import time
 from typing import Any
 
+from cs_pulse.domain.conversation import Out
 from cs_pulse.domain.model import Event
+from cs_pulse.domain.stage import ConversationStage
 
 _ids = itertools.count(1)
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z, a fixed origin for hand-computed cases
@@ -51,3 +53,12 @@ def agent_msg(t: float, conv: str = "c1", agent: str = "a1", chars: int = 20, **
 
 def bot(t: float, conv: str = "c1", **kw: Any) -> Event:
     return ev("message.sent", t, conv, sender="bot", chars=5, **kw)
+
+
+def applied(stage: ConversationStage, events: list[Event]) -> Out:
+    """``events`` admitted to a conversation stage and released: what they produced."""
+    out = Out()
+    for offset, event in enumerate(events):
+        stage.admit(offset, event)
+    stage.release(out)
+    return out

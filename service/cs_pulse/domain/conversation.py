@@ -10,7 +10,7 @@ ratio in [0, 1] in every window.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from .facts import (
@@ -21,6 +21,7 @@ from .facts import (
     refund_reason,
 )
 from .model import CustomerRecord, Event, Fact, agent_series, queue_series, shop_series
+from .seen import from_row, to_row
 
 PHONE = "phone"                   # no customer messages: the wait starts at the hand-off
 CUSTOMER_LEFT = frozenset({"customer", "timeout", "system"})
@@ -52,7 +53,7 @@ class Conversation:
     cid: str
     shop: str
     created: int
-    customer_key: str                   # where customer records go (see ``customer_key``)
+    customer: str = ""                  # the customer's id, if the first event named one
     channel: str = ""
     queue: str = ""
     team: str = ""
@@ -60,12 +61,13 @@ class Conversation:
     created_series: str = ""            # Q at creation: transfers and escalations count there
     open: bool = True
     last_ts: int = 0
-    seen: list[str] = field(default_factory=list)
+    seen: bytes = b""                   # digests of the applied events' ids (see ``seen.py``)
     transferred: bool = False
     escalated: bool = False
     served: bool = False
     resolutions: int = 0
-    handled_by: list[str] = field(default_factory=list)   # agents (ids) that have held it
+    # Tuples, not lists: most conversations never grow these, and () takes no memory.
+    handled_by: tuple[str, ...] = ()    # agents (ids) that have held it
     # The current segment (an open period).
     segment_start: int | None = None    # the reopen that opened it (None: the creation)
     handed_off: bool = False
@@ -82,7 +84,7 @@ class Conversation:
     hold_start: int | None = None
     hold_series: str = ""
     # Live state last published to the aggregation stage.
-    waiting_series: list[str] = field(default_factory=list)
+    waiting_series: tuple[str, ...] = ()
     waiting_since: int | None = None
     unsettled_since: int | None = None
 
@@ -90,6 +92,11 @@ class Conversation:
     def instance(self) -> str:
         """Identity of this conversation's life: the id can be reused after expiry."""
         return f"{self.cid}@{self.created}"
+
+    @property
+    def customer_key(self) -> str:
+        """Where customer records go: derived, not kept (~80 bytes a conversation)."""
+        return customer_key(self.shop, self.customer, self.instance)
 
     @property
     def q(self) -> str:
@@ -105,10 +112,18 @@ class Conversation:
         return self.last_ts + (OPEN_IDLE_MS if self.open else CLOSED_KEPT_MS)
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["seen"] = to_row(self.seen)
+        return d
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Conversation:
+        d = {**d, "seen": from_row(d["seen"]), "handled_by": tuple(d["handled_by"]),
+             "waiting_series": tuple(d["waiting_series"])}
+        old_key = d.pop("customer_key", None)
+        if old_key is not None:   # a row written when the key was kept: its customer id
+            prefix = f"{d['shop']}|c:"
+            d["customer"] = old_key[len(prefix):] if old_key.startswith(prefix) else ""
         return Conversation(**d)
 
 
@@ -118,9 +133,8 @@ def customer_key(shop: str, customer: str, fallback: str) -> str:
 
 def create(ev: Event, out: Out) -> Conversation:
     """A new conversation from its first event (which the caller then applies)."""
-    c = Conversation(cid=ev.conversation_id, shop=ev.shop_id, created=ev.ts, customer_key="",
-                     last_ts=ev.ts)
-    c.customer_key = customer_key(ev.shop_id, ev.customer_id, c.instance)
+    c = Conversation(cid=ev.conversation_id, shop=ev.shop_id, created=ev.ts,
+                     customer=ev.customer_id, last_ts=ev.ts)
     _labels(c, ev)
     c.created_series = c.q
     out.fact("conversations", ev.ts, [c.q, shop_series(c.shop)])   # the shop exists from now
@@ -129,10 +143,11 @@ def create(ev: Event, out: Out) -> Conversation:
     return c
 
 
-def apply_event(c: Conversation, ev: Event, out: Out) -> None:
-    """Apply one (non-duplicate) event to a known, unexpired conversation."""
+def apply_event(c: Conversation, ev: Event, out: Out, digest: bytes) -> None:
+    """Apply one (non-duplicate) event, whose id's digest is ``digest``, to a known, unexpired
+    conversation."""
     c.last_ts = ev.ts
-    c.seen.append(ev.event_id)
+    c.seen += digest
     _labels(c, ev)
     handler = _HANDLERS.get(ev.type)
     if handler is not None:
@@ -178,7 +193,7 @@ def _start_hold(c: Conversation, ts: int, out: Out) -> None:
         c.held_from = ts
     out.fact("session_open", ts, [c.hold_series], subject=c.instance)
     if c.agent not in c.handled_by:   # handled: once per agent (whatever its team then)
-        c.handled_by.append(c.agent)
+        c.handled_by = (*c.handled_by, c.agent)
         out.fact("handled", ts, [c.hold_series])
 
 
@@ -301,10 +316,10 @@ def _sync_waiting(c: Conversation, ts: int, out: Out) -> None:
             since = c.wait_start
         elif c.wait_answered and c.pending:
             since = c.run_start
-    targets = [c.q, *c.a] if since is not None else []
+    targets = (c.q, *c.a) if since is not None else ()
     if targets != c.waiting_series or since != c.waiting_since:
-        out.fact("wait_close", ts, c.waiting_series, subject=c.instance)
-        out.fact("wait_open", ts, targets, float(since or 0), subject=c.instance)
+        out.fact("wait_close", ts, list(c.waiting_series), subject=c.instance)
+        out.fact("wait_open", ts, list(targets), float(since or 0), subject=c.instance)
         c.waiting_series, c.waiting_since = targets, since
     unsettled = c.wait_start if c.open and c.wait_open else None
     if unsettled != c.unsettled_since:

@@ -9,7 +9,7 @@ how fast a worker reads it. Idempotent by ``event_id`` per conversation, agent o
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .conversation import (
@@ -26,6 +26,7 @@ from .conversation import (
 from .facts import ONLINE_STATUSES
 from .model import Event, agent_series, shop_series
 from .ordering import Reorder
+from .seen import DIGEST_BYTES, from_row, holds, id_digest, to_row
 
 MAX_ENTITY_IDS = 2000
 
@@ -34,7 +35,7 @@ MAX_ENTITY_IDS = 2000
 class Entity:
     """An agent or a customer's orders: ids seen, and an agent's last known concurrency."""
 
-    seen: list[str] = field(default_factory=list)
+    seen: bytes = b""   # digests of the last ``MAX_ENTITY_IDS`` event ids (see ``seen.py``)
     max_concurrency: float = 1.0
 
 
@@ -93,11 +94,12 @@ class ConversationStage:
             return
         cid = ev.conversation_id
         conv = self.conversations.get(cid)
+        digest = id_digest(ev.event_id)
         if conv is None:
             if ev.type in OPENING_TYPES:
                 conv = self.conversations[cid] = create(ev, out)
                 heapq.heappush(self.deadlines, (conv.deadline, cid, conv.created))
-                apply_event(conv, ev, out)
+                apply_event(conv, ev, out, digest)
             elif ev.type in ORPHAN_TYPES:
                 out.orphans.append(ev.type)
                 return
@@ -106,12 +108,12 @@ class ConversationStage:
                 return
             else:
                 return
-        elif ev.event_id in conv.seen:
+        elif holds(conv.seen, digest):
             out.duplicates += 1
             return
         else:
             was_open = conv.open
-            apply_event(conv, ev, out)
+            apply_event(conv, ev, out, digest)
             if was_open and not conv.open:   # closing shortens the deadline
                 heapq.heappush(self.deadlines, (conv.deadline, cid, conv.created))
         self._dirty.add(f"c|{cid}")
@@ -122,12 +124,11 @@ class ConversationStage:
         entity = self.entities.get(key)
         if entity is None:
             entity = self.entities[key] = Entity()
-        if ev.event_id in entity.seen:
+        digest = id_digest(ev.event_id)
+        if holds(entity.seen, digest):
             out.duplicates += 1
             return
-        entity.seen.append(ev.event_id)
-        if len(entity.seen) > MAX_ENTITY_IDS:
-            del entity.seen[: len(entity.seen) - MAX_ENTITY_IDS]
+        entity.seen = (entity.seen + digest)[-MAX_ENTITY_IDS * DIGEST_BYTES:]
         self._dirty.add(f"e|{key}")
         if ev.type == "agent.status":
             status = ev.attrs["status"]
@@ -156,7 +157,8 @@ class ConversationStage:
             else:
                 entity = self.entities.get(name)
                 out.append((key, None if entity is None else
-                            {"seen": entity.seen, "max_concurrency": entity.max_concurrency}))
+                            {"seen": to_row(entity.seen),
+                             "max_concurrency": entity.max_concurrency}))
         self._dirty.clear()
         return out
 
@@ -174,4 +176,4 @@ class ConversationStage:
         elif value is None:
             self.entities.pop(name, None)
         else:
-            self.entities[name] = Entity(value["seen"], value["max_concurrency"])
+            self.entities[name] = Entity(from_row(value["seen"]), value["max_concurrency"])
