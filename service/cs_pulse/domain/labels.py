@@ -18,7 +18,8 @@ OVERFLOW = "other"
 CHANNELS = ("chat", "email", "social", "phone")
 # A label value: 1-64 characters of this set (what every schema's id fields allow).
 VALUE = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
-# Label -> the event fields (top level, or a transfer's ``to_*``) that carry its values.
+# Label -> the event fields that carry its values: the event's own field first (``apply`` relies
+# on it), then a transfer's ``to_*``.
 FIELDS: dict[str, tuple[str, ...]] = {
     "shop": ("shop_id",),
     "queue": ("queue", "to_queue"),
@@ -69,26 +70,18 @@ class LabelGuard:
         return OVERFLOW
 
     def apply(self, ev: Event) -> None:
-        """Fold the event's label values past their limits, in place (the event's own fields
-        and the raw ``attrs`` the domain reads a transfer's ``to_*`` from)."""
+        """Fold the event's label values past their limits, in place: the event's own field
+        (each label's first in ``FIELDS``, also in the raw ``attrs``) and a transfer's ``to_*``
+        (only in ``attrs``, where the domain reads them)."""
         attrs = ev.attrs
-        shop = self.admit("shop", ev.shop_id)
-        if shop != ev.shop_id:
-            ev.shop_id = attrs["shop_id"] = shop
-        queue = self.admit("queue", ev.queue)
-        if queue != ev.queue:
-            ev.queue = attrs["queue"] = queue
-        team = self.admit("team", ev.team)
-        if team != ev.team:
-            ev.team = attrs["team"] = team
-        agent = self.admit("agent", ev.agent_id)
-        if agent != ev.agent_id:
-            ev.agent_id = attrs["agent_id"] = agent
-        channel = self.admit("channel", ev.channel)
-        if channel != ev.channel:
-            ev.channel = attrs["channel"] = channel
-        for label, name in (("queue", "to_queue"), ("team", "to_team"),
-                            ("agent", "to_agent_id")):
-            value = attrs.get(name)
-            if isinstance(value, str) and value:
-                attrs[name] = self.admit(label, value)
+        for label, names in FIELDS.items():
+            own = names[0]
+            value: str = getattr(ev, own)
+            kept = self.admit(label, value)
+            if kept != value:
+                setattr(ev, own, kept)
+                attrs[own] = kept
+            for name in names[1:]:
+                other = attrs.get(name)
+                if isinstance(other, str) and other:
+                    attrs[name] = self.admit(label, other)
