@@ -2,7 +2,7 @@
 # Build stage: the wheel, with the core compiled by mypyc (needs a C compiler; setup.py).
 FROM python:3.11 AS build
 WORKDIR /src
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml setup.py README.md LICENSE ./
 # schemas/ is package data: service/cs_pulse/schemas links to it, and the wheel carries a copy
 # (importlib.resources).
 COPY service ./service
