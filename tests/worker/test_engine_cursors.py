@@ -305,3 +305,25 @@ def test_customer_joins_do_not_depend_on_partition_skew_or_sweep_timing() -> Non
     assert want[("cs_resolved_repeat_total", (("channel", "chat"), ("queue", "presale"),
                                              ("shop", "shop-1")))] > 10
     assert_same(got, want)
+
+
+def test_rewrite_writes_each_key_again_with_the_value_the_changelog_holds() -> None:
+    """What a reader does for rows it dropped as fenced off (``Engine.rewrite``): every kind of
+    key of all three stages, deleted ones included, comes out as the changelog has it."""
+    cfg = SimConfig(seed=6, start=time.time() - 3600, duration=3600, shops=2, agents_per_shop=6,
+                    tz=peak_tz())
+    partitions = 3
+    engine = Engine(Settings(partitions=partitions))
+    log = Log(list(generate(cfg)), partitions)
+    run_until(engine, log, steps=200, flush_every=1, release_every=5)
+    finish(engine, log)
+    assert engine.take_changes() == ([], [], [])
+    for source in (EVENTS, CUSTOMERS, FACTS):
+        keys: dict[int, set[bytes]] = {}
+        for key in log.changelogs[source]:
+            keys.setdefault(int(key.split(b"/")[0]), set()).add(key)
+        engine.rewrite(source, keys)
+    for source, rows in zip((EVENTS, CUSTOMERS, FACTS), engine.take_changes(), strict=True):
+        kinds = {k.split(b"/")[1].split(b"|")[0] for k in log.changelogs[source]}
+        assert len(kinds) >= 3, kinds
+        assert {k: v for _, k, v in rows} == log.changelogs[source]

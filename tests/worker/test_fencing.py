@@ -104,3 +104,42 @@ def test_read_offsets_tell_a_sought_position_from_a_record_read() -> None:
                                assignment=lambda: {sought, read, fresh, TP("facts", 0)})
     app: Any = SimpleNamespace(consumer=consumer)
     assert faust_compat.read_offsets(app, "events") == {0: 674, 1: 500, 2: None}
+
+
+Row = tuple[int, bytes, bytes | None, Any]   # offset, key, value, headers
+
+
+def admitted(log: list[Row]) -> tuple[dict[bytes, bytes], Fences]:
+    """What a reader of one changelog ends with: key -> value, and its fences."""
+    fences, state = Fences(), {}
+    for offset, key, value, headers in log:
+        if fences.admit(int(key.split(b"/")[0]), offset, key, value, headers):
+            if value is None:
+                state.pop(key, None)
+            else:
+                state[key] = value
+    return state, fences
+
+
+def compacted(log: list[Row]) -> list[Row]:
+    """The log after Kafka's cleaner: only each key's newest row, in place."""
+    newest = {key: offset for offset, key, _, _ in log}
+    return [r for r in log if newest[r[1]] == r[0]]
+
+
+def test_writing_the_dropped_keys_again_keeps_the_log_meaning_the_same_after_compaction(
+        ) -> None:
+    log: list[Row] = [(0, b"0/c|a", b"a1", epoch_headers(1)),
+                      (1, b"0/c|b", b"b1", epoch_headers(1)),
+                      (2, fence_key(0), b"2", epoch_headers(2)),
+                      (3, b"0/c|a", b"a2", epoch_headers(2)),
+                      (4, b"0/c|b", b"zombie", epoch_headers(1)),   # nobody writes b again
+                      (5, fence_key(0), b"3", epoch_headers(3))]
+    state, fences = admitted(log)
+    assert state == {b"0/c|a": b"a2", b"0/c|b": b"b1"}
+    # Compaction alone: b's valid row is gone, and the zombie's now stands before every fence.
+    assert admitted(compacted(log))[0] == {b"0/c|a": b"a2", b"0/c|b": b"zombie"}
+    stale = fences.take_stale_keys()
+    assert stale == {0: {b"0/c|b"}} and fences.take_stale_keys() == {}
+    repaired = [*log, (6, b"0/c|b", state[b"0/c|b"], epoch_headers(3))]   # the reader writes
+    assert admitted(compacted(repaired))[0] == admitted(repaired)[0] == state

@@ -312,6 +312,18 @@ class Aggregator:
             return self.slots.get(series, {}).get(int(when))
         return self.days.get(series, {}).get(when)
 
+    def rewrite(self, key: str) -> None:
+        """Write ``key`` again with the next changes (its value now, or its deletion): a row of
+        it in the changelog was fenced off, and compaction keeps only the newest row of a key."""
+        kind, _, rest = key.partition("|")
+        if kind == "m":
+            self._dirty.add(_META)
+        elif kind in ("t", "l"):
+            self._dirty.add((kind, "", rest))
+        else:
+            when, _, series = rest.partition("|")
+            self._dirty.add((kind, when, series))
+
     def load(self, key: str, value: Any) -> None:
         """Rebuild one key from the changelog (value None = deleted)."""
         kind, _, rest = key.partition("|")

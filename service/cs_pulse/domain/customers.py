@@ -250,6 +250,11 @@ class CustomerStage:
         self._dirty.clear()
         return out
 
+    def rewrite(self, key: str) -> None:
+        """Write ``key`` again with the next changes (its value now, or its deletion): a row of
+        it in the changelog was fenced off, and compaction keeps only the newest row of a key."""
+        self._dirty.add(key)
+
     def load(self, key: str, value: Any) -> None:
         if key == "m":
             if value is not None:

@@ -162,6 +162,11 @@ class ConversationStage:
         self._dirty.clear()
         return out
 
+    def rewrite(self, key: str) -> None:
+        """Write ``key`` again with the next changes (its value now, or its deletion): a row of
+        it in the changelog was fenced off, and compaction keeps only the newest row of a key."""
+        self._dirty.add(key)
+
     def load(self, key: str, value: Any) -> None:
         """Rebuild one key from the changelog (value None = deleted)."""
         kind, _, name = key.partition("|")

@@ -322,7 +322,8 @@ def _stage(app: faust.App, worker: Worker, source: str, queue: asyncio.Queue[lis
 
 def _recovered(worker: Worker, bus: FaustBus, source: str, table: Any) -> Any:
     async def recovered() -> None:
-        worker.on_recovered(source, faust_compat.take_rows(table))
+        worker.on_recovered(source, faust_compat.take_rows(table),
+                            bus.fences[source].take_stale_keys())
         try:
             await bus.refence(source)
         except Exception as exc:

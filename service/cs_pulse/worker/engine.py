@@ -144,6 +144,7 @@ class Engine:
         self.aggregators: dict[int, Aggregator] = {}
         self.cursors: dict[tuple[str, int], Cursor] = {}
         self.unflushed: set[tuple[str, int]] = set()   # (source, partition) changed since flush
+        self._rewrite_markers: set[int] = set()   # events partitions whose "r|" row to rewrite
         self.pipeline = PipelineStats()
         self.labels = LabelGuard(settings.label_limits)
         self._partition_of: dict[str, int] = {}
@@ -379,8 +380,9 @@ class Engine:
             if source == EVENTS:
                 stage = self.stage(p)
                 out.extend(_changes(p, stage.take_changes()))
-                if cursor.markers:   # the state now includes them
+                if cursor.markers or p in self._rewrite_markers:   # the state includes them
                     cursor.markers = []
+                    self._rewrite_markers.discard(p)
                     out.append((p, f"{p}/r|".encode(), None))
                 held = stage.order.lowest_held_offset
                 value: Any = {"read_from": cursor.next_offset if held is None else held,
@@ -451,6 +453,29 @@ class Engine:
             self.cursors[(source, partition)] = cursor
             yield partition, rows.get(partition, []), cursor
 
+    def rewrite(self, source: str, keys: dict[int, set[bytes]]) -> None:
+        """Changelog rows that recovery dropped as fenced off (``worker/fencing.py``): each of
+        their keys is written again with the next flush, with this worker's value or deletion.
+        Compaction keeps only a key's newest row; without this, a zombie's row would outlive
+        the valid one before it, and then the fence that made it stale."""
+        for partition, raw_keys in keys.items():
+            if (source, partition) not in self.cursors:   # not this worker's partition
+                continue
+            self.unflushed.add((source, partition))   # the cursor row goes with every flush
+            for raw in raw_keys:
+                _, key = split_key(raw)
+                if key == "o|":
+                    continue
+                if source == EVENTS:
+                    if key == "r|":
+                        self._rewrite_markers.add(partition)
+                    else:
+                        self.stage(partition).rewrite(key)
+                elif source == CUSTOMERS:
+                    self.customer_stage(partition).rewrite(key)
+                else:
+                    self.aggregator(partition).rewrite(key)
+
     def retain(self, owned: dict[str, set[int]]) -> None:
         """Forget the state of partitions no longer owned (their new owner recovers it)."""
         for p in set(self.stages) - owned.get(EVENTS, set()):
@@ -459,6 +484,7 @@ class Engine:
             del self.customer_stages[p]
         for p in set(self.aggregators) - owned.get(FACTS, set()):
             del self.aggregators[p]
+        self._rewrite_markers &= owned.get(EVENTS, set())
         for source, p in list(self.cursors):
             if p not in owned.get(source, set()):
                 del self.cursors[(source, p)]

@@ -13,6 +13,11 @@ worker down past ``offsets.retention.minutes``) and its generation restarted bel
 fence, the new owner finds the higher fence in its recovery and fences again above it
 (``Fences.behind``) before it writes anything.
 
+Compaction keeps only the newest row of a key. A zombie's row nobody wrote after would then
+outlive the valid row before it, and later the fence before it (a partition's fences share a
+key). So whoever recovers and drops rows writes their keys again, with its own value or
+deletion (``Fences.stale_keys``, ``Engine.rewrite``).
+
 A zombie that comes back (rejoins at a later generation) gets partitions again whose changelog
 it no longer knows: others may have written them, and its own last flush may lie behind a
 fence. Its state says "flushed" for rows no reader applies, so it keeps nothing: it rebuilds
@@ -65,6 +70,7 @@ class Fences:
         self.epochs: dict[int, int] = {}
         self.offsets: dict[int, int] = {}   # the last offset read, per partition
         self.rejected = 0
+        self.stale_keys: dict[int, set[bytes]] = {}   # per partition, until taken for repair
 
     def admit(self, partition: int, offset: int, key: bytes | None, value: bytes | None,
               headers: Sequence[tuple[str, bytes]] | None) -> bool:
@@ -80,8 +86,15 @@ class Fences:
             return False
         if epoch_of(headers) < self.epochs.get(partition, 0):
             self.rejected += 1
+            if key is not None:
+                self.stale_keys.setdefault(partition, set()).add(key)
             return False
         return True
+
+    def take_stale_keys(self) -> dict[int, set[bytes]]:
+        """Keys of the rows dropped since the last call: the reader writes them again."""
+        keys, self.stale_keys = self.stale_keys, {}
+        return keys
 
     def behind(self, epochs: dict[int, int]) -> dict[int, int]:
         """Partitions whose write epoch is below a fence read since (a generation restarted

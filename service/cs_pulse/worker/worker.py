@@ -203,8 +203,10 @@ class Worker:
         self.owned = self.bus.assigned()
         self.engine.retain(self.owned)
 
-    def on_recovered(self, source: str, rows: list[tuple[bytes, bytes | None]]) -> None:
+    def on_recovered(self, source: str, rows: list[tuple[bytes, bytes | None]],
+                     stale_keys: dict[int, set[bytes]] | None = None) -> None:
         """Recovery replayed changelog rows of newly assigned partitions (and this worker's own
         writes since its last recovery, which ``Engine.load`` skips: the engine is as far)."""
         self.on_assigned()
         self.engine.load(source, rows)
+        self.engine.rewrite(source, stale_keys or {})
