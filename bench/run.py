@@ -42,6 +42,7 @@ from cs_pulse.settings import Settings
 from cs_pulse.sources.produce import EventProducer, event_key, send_batches
 from cs_pulse.sources.simulate import SimConfig, generate
 from cs_pulse.worker import topics
+from cs_pulse.worker.app import tune_gc
 from cs_pulse.worker.engine import Engine, Output, as_records
 
 PARTITIONS = 8
@@ -293,6 +294,8 @@ def engine_rate(events: list[dict[str, object]], batch: int = 2000) -> tuple[flo
         customers = engine.on_customers(as_records(out.customers, customer_offsets))
         engine.on_facts(as_records(out.facts + customers.facts, fact_offsets))
 
+    thresholds = gc.get_threshold()
+    tune_gc()   # as a worker runs it
     start = time.perf_counter()
     for i in range(0, len(records), batch):
         route(engine.on_events(records[i:i + batch]))
@@ -300,7 +303,10 @@ def engine_rate(events: list[dict[str, object]], batch: int = 2000) -> tuple[flo
             engine.take_changes()
     route(engine.release_idle(idle_seconds=-1))
     engine.take_changes()
-    return len(records) / (time.perf_counter() - start), engine
+    rate = len(records) / (time.perf_counter() - start)
+    gc.set_threshold(*thresholds)   # the rest of the bench process runs as it did
+    gc.unfreeze()
+    return rate, engine
 
 
 def conversations_counted(engine: Engine) -> float:
@@ -354,7 +360,8 @@ def levers(kafka: KafkaTarget, records: Rows, tmp: Path, expected: float,
     """1-worker pipeline events/s of each lever's variant, alternated ``rounds`` times so
     drift hits every variant alike: as shipped (compiled core, uvloop), without uvloop,
     without the compiled core, and another checkout's code (``--baseline``)."""
-    variants = {"shipped (compiled, uvloop)": {},
+    variants = {"shipped (compiled, uvloop, GC tuned)": {},
+                "compiled, uvloop, default GC": {"CS_PULSE_GC_TUNING": "false"},
                 "compiled, asyncio loop": {"CS_PULSE_EVENT_LOOP": "asyncio"},
                 "pure Python, uvloop": {"PYTHONPATH": pure_python_tree(tmp)},
                 "pure Python, asyncio loop": {"PYTHONPATH": str(tmp / "pure"),

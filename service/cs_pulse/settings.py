@@ -122,6 +122,7 @@ class Settings(BaseSettings):
     data_dir: str = "/tmp/cs-pulse"
     loglevel: str = "warn"                     # ``cs-pulse worker --loglevel`` default
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"   # the worker's (uvloop: faster I/O)
+    gc_tuning: bool = True   # the worker's garbage collector: see ``worker.app.tune_gc``
     # Distinct values each label may take on one worker; later ones are folded into "other"
     # (see domain/labels.py and README "Limits").
     max_shops: int = Field(default=DEFAULT_LIMITS["shop"], ge=1)

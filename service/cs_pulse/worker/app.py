@@ -12,6 +12,7 @@ are (re)assigned. Faust windowed tables are deliberately not used (see the READM
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -39,6 +40,17 @@ IDLE_CHECK_SECONDS = 0.5
 EX_CONFIG = 78        # a topic exists with the wrong partition count: restarting will not help
 TABLE_NAMES = {EVENTS: "conversations", CUSTOMERS: "customers", FACTS: "aggregates"}
 STAGE_NAMES = {EVENTS: "event", CUSTOMERS: "customer", FACTS: "fact"}   # metric names
+# CPython's cyclic collector by default runs every 700 net container allocations; the engine
+# makes a few per fact, and a busy worker holds hundreds of thousands of long-lived objects.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """Collect the young generation every 50,000 allocations instead of 700, and leave what
+    exists at start (modules, settings) out of every collection: the collector took ~17 % of
+    the pure engine's time, and the engine ran 15-28 % faster without it (README)."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def run_worker(settings: Settings, loglevel: str = "warn") -> int:
@@ -61,6 +73,8 @@ def run_worker(settings: Settings, loglevel: str = "warn") -> int:
 
         asyncio.set_event_loop(uvloop.new_event_loop())
     app = build_app(settings)
+    if settings.gc_tuning:
+        tune_gc()
     FaustWorker(app, loglevel=loglevel, redirect_stdouts=False,
                 loop=get_event_loop()).execute_from_commandline()
 
