@@ -206,7 +206,8 @@ class Worker:
     def on_recovered(self, source: str, rows: list[tuple[bytes, bytes | None]],
                      stale_keys: dict[int, set[bytes]] | None = None) -> None:
         """Recovery replayed changelog rows of newly assigned partitions (and this worker's own
-        writes since its last recovery, which ``Engine.load`` skips: the engine is as far)."""
+        writes since its last recovery, which ``Engine.load`` skips: the engine is as far). The
+        keys of rows it dropped as fenced off go out again with the next flush (``fencing.py``)."""
         self.on_assigned()
         self.engine.load(source, rows)
         self.engine.rewrite(source, stale_keys or {})
