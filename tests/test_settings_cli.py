@@ -85,9 +85,9 @@ def test_every_variable_is_read_from_the_environment(monkeypatch: pytest.MonkeyP
             "WEBHOOK_RATE": "2.5", "WEBHOOK_RATE_BURST": "7", "WEBHOOK_RATE_CLIENTS": "9",
             "WEBHOOK_READ_TIMEOUT": "1.5", "WEBHOOK_MAX_IN_FLIGHT": "3",
             "WEBHOOK_REPLAY_CAPACITY": "11", "WEBHOOK_TRUSTED_PROXIES": "10.0.0.0/8,::1"}
-    # Label limits (README "Limits") and the zombie-fencing test's switch
+    # Label limits (README "Limits"), the zombie-fencing test's switch, the GC tuning
     env |= {"MAX_SHOPS": "2", "MAX_QUEUES": "3", "MAX_TEAMS": "4", "MAX_AGENTS": "5",
-            "MAX_CHANNELS": "6", "PAUSE_HOLDS_FLUSHES": "false"}
+            "MAX_CHANNELS": "6", "PAUSE_HOLDS_FLUSHES": "false", "GC_TUNING": "false"}
     for name, value in env.items():
         monkeypatch.setenv(f"CS_PULSE_{name}", value)
     s = Settings()
@@ -112,7 +112,7 @@ def test_every_variable_is_read_from_the_environment(monkeypatch: pytest.MonkeyP
             s.webhook_max_in_flight, s.webhook_replay_capacity, s.webhook_trusted_proxies) == (
         60.0, 4096, 2.5, 7, 9, 1.5, 3, 11, ["10.0.0.0/8", "::1/128"])
     assert s.label_limits == {"shop": 2, "queue": 3, "team": 4, "agent": 5, "channel": 6}
-    assert s.pause_holds_flushes is False
+    assert s.pause_holds_flushes is False and s.gc_tuning is False
     # Every field has its variable: nothing is configurable only in code.
     assert {env_name(f) for f in Settings.model_fields} == {
         f"CS_PULSE_{n}" for n in [*env, "KAFKA_SASL_PASSWORD"]}

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import gc
 
-import pytest
-
 from cs_pulse.settings import Settings
 from cs_pulse.worker.app import GC_THRESHOLDS, tune_gc
+
+
+def test_the_worker_tunes_its_gc_unless_told_not_to() -> None:
+    assert Settings().gc_tuning   # CS_PULSE_GC_TUNING=false turns it off (test_settings_cli)
 
 
 def test_tune_gc_collects_young_objects_less_often_and_freezes_what_exists() -> None:
@@ -20,11 +22,3 @@ def test_tune_gc_collects_young_objects_less_often_and_freezes_what_exists() -> 
     finally:
         gc.set_threshold(*before)
         gc.unfreeze()
-
-
-def test_gc_tuning_is_on_by_default_and_off_with_its_variable(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CS_PULSE_GC_TUNING", raising=False)
-    assert Settings().gc_tuning
-    monkeypatch.setenv("CS_PULSE_GC_TUNING", "false")
-    assert not Settings().gc_tuning
