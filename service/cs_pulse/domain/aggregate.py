@@ -96,6 +96,7 @@ class Live:
 
 
 StateKey = tuple[str, str, str]   # (kind, slot or day or "", series or ""): see ``state_key``
+_META: StateKey = ("m", "", "")
 
 
 def state_key(key: StateKey) -> str:
@@ -104,6 +105,17 @@ def state_key(key: StateKey) -> str:
     if kind == "m":
         return "m"
     return f"{kind}|{when}|{series}" if when else f"{kind}|{series}"
+
+
+def parse_state_key(key: str) -> StateKey:
+    """The inverse of ``state_key``."""
+    kind, _, rest = key.partition("|")
+    if kind == "m":
+        return _META
+    if kind in ("t", "l"):
+        return kind, "", rest
+    when, _, series = rest.partition("|")
+    return kind, when, series
 
 
 @dataclass
@@ -315,46 +327,35 @@ class Aggregator:
     def rewrite(self, key: str) -> None:
         """Write ``key`` again with the next changes (its value now, or its deletion): a row of
         it in the changelog was fenced off, and compaction keeps only the newest row of a key."""
-        kind, _, rest = key.partition("|")
-        if kind == "m":
-            self._dirty.add(_META)
-        elif kind in ("t", "l"):
-            self._dirty.add((kind, "", rest))
-        else:
-            when, _, series = rest.partition("|")
-            self._dirty.add((kind, when, series))
+        self._dirty.add(parse_state_key(key))
 
     def load(self, key: str, value: Any) -> None:
         """Rebuild one key from the changelog (value None = deleted)."""
-        kind, _, rest = key.partition("|")
+        kind, when, series = parse_state_key(key)
         if value is None:
-            self._forget(kind, rest)
+            self._forget(kind, when, series)
         elif kind == "m":
             self.clock.max_ts, self.clock.wall_at_max = value["clock"]
             self.origins.high_water = value["high_water"]
             self.stats = value["stats"]
         elif kind == "t":
-            self.totals[rest] = value
+            self.totals[series] = value
         elif kind == "l":
-            self.live[rest] = Live.from_dict(value)
+            self.live[series] = Live.from_dict(value)
+        elif kind == "s":
+            self.slots.setdefault(series, {})[int(when)] = value
         else:
-            when, _, series = rest.partition("|")
-            if kind == "s":
-                self.slots.setdefault(series, {})[int(when)] = value
-            else:
-                self.days.setdefault(series, {})[when] = value
+            self.days.setdefault(series, {})[when] = value
 
-    def _forget(self, kind: str, rest: str) -> None:
+    def _forget(self, kind: str, when: str, series: str) -> None:
         if kind == "t":
-            self.totals.pop(rest, None)
+            self.totals.pop(series, None)
         elif kind == "l":
-            self.live.pop(rest, None)
-        elif kind in ("s", "d"):
-            when, _, series = rest.partition("|")
-            if kind == "s":
-                self.slots.get(series, {}).pop(int(when), None)
-            else:
-                self.days.get(series, {}).pop(when, None)
+            self.live.pop(series, None)
+        elif kind == "s":
+            self.slots.get(series, {}).pop(int(when), None)
+        elif kind == "d":
+            self.days.get(series, {}).pop(when, None)
 
 
 def _prune(live: Live, cutoff: float) -> int:
@@ -374,6 +375,3 @@ def _prune(live: Live, cutoff: float) -> int:
         del live.status[: before[-1]]
         dropped += before[-1]
     return dropped
-
-
-_META: StateKey = ("m", "", "")
