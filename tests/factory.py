@@ -40,7 +40,7 @@ def event_dict(type_: str, t: float, conv: str = "c1", *, shop: str = "s1",
 
 
 def ev(type_: str, t: float, conv: str = "c1", **fields: Any) -> Event:
-    return Event.from_dict(event_dict(type_, t, conv, **fields))
+    return Event(event_dict(type_, t, conv, **fields))
 
 
 def cust(t: float, conv: str = "c1", chars: int = 10, **kw: Any) -> Event:

@@ -57,6 +57,14 @@ BROKEN = [
     ("future_timestamp", "conversation.started", lambda e: e.update(ts=int(NOW * 1000) +
                                                                     301_000)),
     ("invalid_field", "order.paid", lambda e: e.update(currency="yuan")),
+    # Where JSON Schema implementations can differ (the worker validates with jsonschema-rs,
+    # the audit with fastjsonschema): "$" before a final newline, the largest 64-bit integer,
+    # booleans as integers, maxLength in characters, not bytes.
+    ("invalid_field", "message.sent", lambda e: e.update(event_id="ex-1\n")),
+    ("invalid_field", "message.sent", lambda e: e.update(chars=2**64 - 1)),
+    ("invalid_field", "message.sent", lambda e: e.update(chars=True)),
+    ("invalid_field", "message.sent", lambda e: e.update(chars=3.5)),
+    ("invalid_field", "message.sent", lambda e: e.update(text="\u597d" * 16385)),
 ]
 
 
@@ -66,6 +74,19 @@ def test_schema_rejects_broken_events(reason: str, type_: str, breaker: Any) -> 
     breaker(example)
     result = DECODER.decode(orjson.dumps(example))
     assert isinstance(result, Rejected) and result.reason == reason, result
+
+
+def test_a_whole_number_as_float_is_an_integer_and_long_text_in_characters_is_valid() -> None:
+    example = copy.deepcopy(next(e for _, e in EXAMPLES if e["type"] == "message.sent"))
+    example.update(chars=3.0, text="\u597d" * 16384)   # 16,384 characters, 49,152 bytes
+    assert isinstance(DECODER.decode(orjson.dumps(example)), Event)
+
+
+def test_an_invalid_field_is_named_in_the_detail() -> None:
+    example = copy.deepcopy(next(e for _, e in EXAMPLES if e["type"] == "message.sent"))
+    example.update(chars=-1)
+    result = DECODER.decode(orjson.dumps(example))
+    assert isinstance(result, Rejected) and result.detail.startswith("chars: "), result
 
 
 def test_framing_errors() -> None:

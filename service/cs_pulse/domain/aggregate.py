@@ -131,6 +131,8 @@ class Aggregator:
     clock: EventClock = field(default_factory=EventClock)
     _dirty: set[StateKey] = field(default_factory=set)
     _calendar_of: dict[str, ShopCalendar] = field(default_factory=dict)   # series -> calendar
+    _last_quarter: dict[str, tuple[int, str, int]] = field(default_factory=dict)
+    _oldest_start: dict[str, tuple[int, float]] = field(default_factory=dict)   # tz -> (q, ms)
 
     # --- applying facts -------------------------------------------------------------------
 
@@ -185,26 +187,63 @@ class Aggregator:
         return cal
 
     def _fold(self, series: str, ts: int, kind: str, value: float) -> None:
-        fold_fact(self.totals.setdefault(series, {}), kind, value)
+        # Hot path (every counted fact): dict.get before insert, as setdefault would build an
+        # empty dict per call; the day from a per-series cache (below).
+        totals = self.totals.get(series)
+        if totals is None:
+            totals = self.totals[series] = {}
+        fold_fact(totals, kind, value)
         self._dirty.add(("t", "", series))
         if kind in DAY_KINDS:   # stamped at a local midnight: a day's count, in no window
             pass
         elif ts >= self._horizon():
             s = slot_of(ts)
-            fold_fact(self.slots.setdefault(series, {}).setdefault(s, {}), kind, value)
+            slots = self.slots.get(series)
+            if slots is None:
+                slots = self.slots[series] = {}
+            counts = slots.get(s)
+            if counts is None:
+                counts = slots[s] = {}
+            fold_fact(counts, kind, value)
             self._dirty.add(("s", str(s), series))
         else:
             self.stats["late_facts"] = self.stats.get("late_facts", 0.0) + 1
             self._dirty.add(_META)
+        if ts < self._oldest_day_start(series):
+            return
+        day, hour = self._day_hour(series, ts)
+        days = self.days.get(series)
+        if days is None:
+            days = self.days[series] = {}
+        counts = days.get(day)
+        if counts is None:
+            counts = days[day] = {}
+        fold_fact(counts, kind, value)
+        if kind in HOURLY_KINDS:
+            hour_key = f"{kind}@{hour}"
+            counts[hour_key] = counts.get(hour_key, 0.0) + value
+        self._dirty.add(("d", day, series))
+
+    def _day_hour(self, series: str, ts: int) -> tuple[str, int]:
+        """``ts``'s local day and hour for the series' shop. Both are constant per quarter
+        hour (``calendar.py``), so the last quarter's answer per series is reused."""
+        quarter = ts // 900_000
+        last = self._last_quarter.get(series)
+        if last is None or last[0] != quarter:
+            cal = self._calendar(series)
+            last = self._last_quarter[series] = (quarter, cal.local_date(ts / 1000.0),
+                                                 cal.local_hour(ts / 1000.0))
+        return last[1], last[2]
+
+    def _oldest_day_start(self, series: str) -> float:
+        """First instant (ms) of the oldest local day kept (``_oldest_day``): a fact before it
+        reaches no day. Cached per time zone for the clock's quarter hour."""
         cal = self._calendar(series)
-        day = cal.local_date(ts / 1000.0)
-        if day >= self._oldest_day(cal):
-            counts = self.days.setdefault(series, {}).setdefault(day, {})
-            fold_fact(counts, kind, value)
-            if kind in HOURLY_KINDS:
-                hour_key = f"{kind}@{cal.local_hour(ts / 1000.0)}"
-                counts[hour_key] = counts.get(hour_key, 0.0) + value
-            self._dirty.add(("d", day, series))
+        quarter = ((self.clock.max_ts or 0) - (DAYS_KEPT - 1) * 86_400_000) // 900_000
+        cached = self._oldest_start.get(cal.tz)
+        if cached is None or cached[0] != quarter:
+            cached = self._oldest_start[cal.tz] = (quarter, cal.midnight(quarter * 900) * 1000)
+        return cached[1]
 
     def _fold_tiers(self, fact: Fact) -> None:
         """Classify an answered wait against its channel's tiers (chat's for a channel without

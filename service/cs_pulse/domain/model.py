@@ -61,55 +61,61 @@ def series_shop(key: str) -> str:
     return key.split("|", 2)[1]
 
 
-@dataclass(slots=True)
 class Event:
     """A validated chat-platform event (see ``schemas/``). ``ts`` starts as the event's own time
     and becomes its effective time when the ordering stage admits it; ``sent_ts`` keeps the
-    original for the pipeline lag."""
+    original for the pipeline lag. Type-specific fields stay in ``attrs`` (the whole dict)."""
 
-    event_id: str
-    type: str
-    ts: int
-    shop_id: str
-    conversation_id: str = ""
-    channel: str = ""
-    queue: str = ""
-    agent_id: str = ""
-    team: str = ""
-    customer_id: str = ""
-    attrs: dict[str, Any] = field(default_factory=dict)
-    sent_ts: int = 0
+    # A plain class, not a dataclass: mypyc runs a dataclass's generated ``__init__`` as
+    # interpreted code (mypyc/mypyc#817), and one Event is built per event.
+    __slots__ = ("agent_id", "attrs", "channel", "conversation_id", "customer_id", "event_id",
+                 "queue", "sent_ts", "shop_id", "team", "ts", "type")
 
-    @staticmethod
-    def from_dict(d: dict[str, Any]) -> Event:
-        """Build from a schema-valid dict; type-specific fields stay in ``attrs``."""
-        return Event(
-            event_id=d["event_id"],
-            type=intern(d["type"]),
-            ts=d["ts"],
-            shop_id=intern(d["shop_id"]),
-            conversation_id=d.get("conversation_id", ""),
-            channel=intern(d.get("channel", "")),
-            queue=intern(d.get("queue", "")),
-            agent_id=intern(d.get("agent_id", "")),
-            team=intern(d.get("team", "")),
-            customer_id=d.get("customer_id", ""),
-            attrs=d,
-            sent_ts=d["ts"],
-        )
+    def __init__(self, d: dict[str, Any]) -> None:
+        """From a schema-valid dict."""
+        self.event_id: str = d["event_id"]
+        self.type: str = intern(d["type"])
+        self.ts: int = d["ts"]
+        self.shop_id: str = intern(d["shop_id"])
+        self.conversation_id: str = d.get("conversation_id", "")
+        self.channel: str = intern(d.get("channel", ""))
+        self.queue: str = intern(d.get("queue", ""))
+        self.agent_id: str = intern(d.get("agent_id", ""))
+        self.team: str = intern(d.get("team", ""))
+        self.customer_id: str = d.get("customer_id", "")
+        self.attrs: dict[str, Any] = d
+        self.sent_ts: int = d["ts"]
+
+    def __repr__(self) -> str:
+        return f"Event({self.attrs!r}, ts={self.ts!r})"
 
 
-@dataclass(slots=True)   # not frozen: a frozen __init__ costs a setattr call per field
 class Fact:
     """One observation for the aggregation stage: ``kind`` counted under ``series`` at ``ts``
     (ms). ``subject`` names the conversation (or agent) for stateful kinds (waiting, sessions,
     roster); it is never exported as a label."""
 
-    kind: str
-    ts: int
-    series: str
-    value: float = 1.0
-    subject: str = ""
+    # A plain class, not a dataclass: mypyc runs a dataclass's generated ``__init__`` as
+    # interpreted code (mypyc/mypyc#817), and a few Facts are built per event.
+    __slots__ = ("kind", "series", "subject", "ts", "value")
+
+    def __init__(self, kind: str, ts: int, series: str, value: float = 1.0,
+                 subject: str = "") -> None:
+        self.kind = kind
+        self.ts = ts
+        self.series = series
+        self.value = value
+        self.subject = subject
+
+    def _fields(self) -> tuple[str, int, str, float, str]:
+        return self.kind, self.ts, self.series, self.value, self.subject
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Fact) and self._fields() == other._fields()
+
+    def __repr__(self) -> str:
+        return (f"Fact(kind={self.kind!r}, ts={self.ts!r}, series={self.series!r}, "
+                f"value={self.value!r}, subject={self.subject!r})")
 
 
 @dataclass(slots=True)

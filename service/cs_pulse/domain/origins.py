@@ -23,5 +23,8 @@ class Origins:
         hw = self.high_water.get(source)
         if hw is not None and (offset < hw[0] or (offset == hw[0] and index <= hw[1])):
             return False
-        self.high_water[source] = [offset, index]
+        if hw is None:
+            self.high_water[source] = [offset, index]
+        else:   # in place: one list per source, not one per fact
+            hw[0], hw[1] = offset, index
         return True

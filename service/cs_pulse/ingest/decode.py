@@ -12,7 +12,7 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import Any
 
-import fastjsonschema
+import jsonschema_rs
 import orjson
 
 from cs_pulse.domain.labels import invalid_label
@@ -55,7 +55,7 @@ def _load_validators() -> dict[str, _Schema]:
     for path in schema_files():
         schema = orjson.loads(path.read_bytes())
         validators[schema["title"]] = _Schema(
-            fastjsonschema.compile(schema), tuple(schema.get("required", ())),
+            jsonschema_rs.validator_for(schema).validate, tuple(schema.get("required", ())),
             tuple(tuple(alt.get("required", ())) for alt in schema.get("anyOf", ())),
             _required_if(schema))
     if not validators:
@@ -126,7 +126,8 @@ class Decoder:
             return Rejected("invalid_label", bad_label)
         try:
             schema.validate(data)
-        except fastjsonschema.JsonSchemaValueException as exc:
-            return Rejected("invalid_field", exc.message[:200])
+        except jsonschema_rs.ValidationError as exc:
+            field = ".".join(str(p) for p in exc.instance_path) or "event"
+            return Rejected("invalid_field", f"{field}: {exc.message}"[:200])
         data.pop("text", None)   # message text is the ingest edge's alone: never kept
-        return Event.from_dict(data)
+        return Event(data)

@@ -83,11 +83,6 @@ class Cursor:
     progress: int | None = None     # watermark last reported to the customer stage
 
 
-def decode_facts(raw: bytes) -> Iterator[tuple[Fact, tuple[str, int, int]]]:
-    for kind, ts, series, value, subject, source, offset, index in orjson.loads(raw):
-        yield Fact(kind, ts, series, value, subject), (source, offset, index)
-
-
 def decode_customers(raw: bytes) -> Iterator[tuple[CustomerRecord, tuple[str, int, int]]]:
     for kind, ts, key, conv, value, series, ref, order, source, offset, index in \
             orjson.loads(raw):
@@ -181,7 +176,9 @@ class Engine:
     def _admit(self, source: str, partition: int, offset: int, rewinds: dict[int, int]) -> bool:
         """True if ``offset`` is the next record of the partition; otherwise it is a replay
         (dropped) or lies past a gap (dropped, and a rewind to the gap is requested)."""
-        cursor = self.cursors.setdefault((source, partition), Cursor())
+        cursor = self.cursors.get((source, partition))
+        if cursor is None:   # not setdefault: that would build a Cursor per record
+            cursor = self.cursors[(source, partition)] = Cursor()
         if offset < cursor.next_offset:
             self.pipeline.replayed_records += 1
             return False
@@ -361,8 +358,11 @@ class Engine:
             if not self._admit(FACTS, partition, offset, rewinds) or value is None:
                 continue
             aggregator = self.aggregator(partition)
-            for fact, origin in decode_facts(value):
-                aggregator.apply(fact, wall, origin)
+            # Rows as ``_emit`` and ``on_customers`` write them (a loop, not a generator: this
+            # runs per fact).
+            for kind, ts, series, amount, subject, source, at, index in orjson.loads(value):
+                aggregator.apply(Fact(kind, ts, series, amount, subject), wall,
+                                 (source, at, index))
             self.pipeline.last_fold_wall = wall
         return rewinds
 
