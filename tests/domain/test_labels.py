@@ -78,3 +78,16 @@ def test_engine_counts_folded_agents_under_other() -> None:
     assert answered == {"a1": 2, "a2": 1, OVERFLOW: 2}
     firsts = [v for n, lb, v in page if n == "cs_first_response_seconds_count"]
     assert firsts == [5]        # the queue's numbers do not depend on the agent limit
+
+
+def test_label_values_matched_once_are_remembered_within_a_bound() -> None:
+    from cs_pulse.domain import labels
+
+    labels._MATCHED.clear()
+    assert invalid_label({"shop_id": "s1", "queue": "pre"}) is None
+    assert sorted(labels._MATCHED) == ["pre", "s1"]
+    assert invalid_label({"shop_id": "s1", "queue": "pre sale"}) == "queue: 'pre sale'"
+    assert invalid_label({"shop_id": ["s1"]}) == "shop_id: ['s1']"   # unhashable: no crash
+    for i in range(labels._MATCHED_MAX):
+        invalid_label({"agent_id": f"a{i}"})
+    assert len(labels._MATCHED) <= labels._MATCHED_MAX

@@ -130,6 +130,7 @@ class Aggregator:
     stats: Counts = field(default_factory=dict)   # duplicate_facts, late_facts
     clock: EventClock = field(default_factory=EventClock)
     _dirty: set[StateKey] = field(default_factory=set)
+    _meta_dirty: bool = False   # _META changed: joins _dirty in take_changes
     _calendar_of: dict[str, ShopCalendar] = field(default_factory=dict)   # series -> calendar
     _last_quarter: dict[str, tuple[int, str, int]] = field(default_factory=dict)
     _oldest_start: dict[str, tuple[int, float]] = field(default_factory=dict)   # tz -> (q, ms)
@@ -139,7 +140,7 @@ class Aggregator:
     def apply(self, fact: Fact, wall: float, origin: Origin | None = None) -> bool:
         """Fold one fact in; False if it was a re-send of one already applied."""
         if origin is not None:
-            self._dirty.add(_META)
+            self._meta_dirty = True   # a flag, not a set entry: this runs per fact
             if not self.origins.fresh(origin):
                 self.stats["duplicate_facts"] = self.stats.get("duplicate_facts", 0.0) + 1
                 return False
@@ -345,6 +346,9 @@ class Aggregator:
 
     def take_changes(self) -> list[tuple[str, Any]]:
         """Changed keys since the last call, with their value (None = deleted)."""
+        if self._meta_dirty:
+            self._dirty.add(_META)
+            self._meta_dirty = False
         out = [(state_key(key), self._value(key)) for key in self._dirty]
         self._dirty.clear()
         return out
