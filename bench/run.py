@@ -391,7 +391,12 @@ def main() -> None:
     args = parser.parse_args()
     n = args.events
     events = simulated(n)
-    pure, recomputed = engine_rate(events)
+    # The pure engine has no broker to wait for: three runs, the median (this VM's run-to-run
+    # spread is about 10 %).
+    runs = [engine_rate(events) for _ in range(3)]
+    pure = statistics.median(rate for rate, _ in runs)
+    recomputed = runs[-1][1]
+    del runs
     expected = conversations_counted(recomputed)
     del recomputed
     with tempfile.TemporaryDirectory() as tmpdir, KafkaBroker(secure=args.secure) as broker:
@@ -417,7 +422,8 @@ def main() -> None:
     print("| measure | value |\n|---|---|")
     print(f"| raw aiokafka consume + orjson decode | {raw:,.0f} events/s |")
     print(f"| Faust agent that only counts | {floor:,.0f} events/s ({floor / raw:.3f} x raw) |")
-    print(f"| pure engine in-process, no Kafka | {pure:,.0f} events/s |")
+    print(f"| pure engine in-process, no Kafka (median of 3 runs) | {pure:,.0f} events/s "
+          f"({pure / floor:.2f} x Faust floor) |")
     print("| quix-streams job (state, repartition, 10 s windows) | "
           + (f"{quix:,.0f} events/s |" if quix is not None
              else f"not installed ({INSTALL_HINT}) |"))

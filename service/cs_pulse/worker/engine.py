@@ -120,7 +120,10 @@ class _Rows:
         self.rows: dict[int, list[list[Any]]] = {}
 
     def add(self, partition: int, row: list[Any]) -> None:
-        self.rows.setdefault(partition, []).append(row)
+        rows = self.rows.get(partition)   # not setdefault: that builds a list per row
+        if rows is None:
+            rows = self.rows[partition] = []
+        rows.append(row)
 
     def records(self) -> list[tuple[int, bytes]]:
         return [(p, orjson.dumps(r[i:i + ROWS_PER_RECORD]))
