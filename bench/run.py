@@ -384,7 +384,8 @@ def main() -> None:
     parser.add_argument("--levers", type=int, default=0, metavar="ROUNDS",
                         help="also time 1 worker per lever variant, alternated ROUNDS times")
     parser.add_argument("--baseline", type=Path, default=None,
-                        help="with --levers: another checkout's service/ directory")
+                        help="with --levers: another version's code on PYTHONPATH (a "
+                             "checkout's service/, or its wheel unpacked: README Performance)")
     parser.add_argument("--secure", action="store_true",
                         help="every client over the broker's SASL_SSL listener (TLS and "
                              "SCRAM-SHA-512) instead of plaintext")
