@@ -43,7 +43,7 @@ from cs_pulse.sources.produce import EventProducer, event_key, send_batches
 from cs_pulse.sources.simulate import SimConfig, generate
 from cs_pulse.worker import topics
 from cs_pulse.worker.app import tune_gc
-from cs_pulse.worker.engine import Engine, Output, as_records
+from cs_pulse.worker.engine import Engine, Output, Record, as_records
 
 PARTITIONS = 8
 
@@ -275,17 +275,23 @@ def latency(kafka: KafkaTarget, tmp: Path, probes: int = 100, counted: int = 10
     return qs[49], qs[98], statistics.median(in_kpis)
 
 
-def engine_rate(events: list[dict[str, object]], batch: int = 2000) -> tuple[float, Engine]:
-    """Events/s of the pure engine in-process (all three stages, state taken for flushing every
-    ten batches, every partition released at the end): the ceiling of a worker without Kafka or
-    Faust. Also returns the engine, a recomputation to check the workers against."""
+def event_records(events: list[dict[str, object]]) -> list[Record]:
+    """The events as the engine's input records, numbered per partition as a broker would."""
     offsets = [0] * PARTITIONS
-    records = []
+    records: list[Record] = []
     for e in events:
         key = event_key(e)
         p = zlib.crc32(key) % PARTITIONS   # any stable spread will do here
         records.append((p, offsets[p], key, orjson.dumps(e)))
         offsets[p] += 1
+    return records
+
+
+def engine_rate(events: list[dict[str, object]], batch: int = 2000) -> tuple[float, Engine]:
+    """Events/s of the pure engine in-process (all three stages, state taken for flushing every
+    ten batches, every partition released at the end): the ceiling of a worker without Kafka or
+    Faust. Also returns the engine, a recomputation to check the workers against."""
+    records = event_records(events)
     engine = Engine(Settings(partitions=PARTITIONS))
     customer_offsets: dict[int, int] = {}
     fact_offsets: dict[int, int] = {}

@@ -11,14 +11,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-import zlib
 from collections.abc import Callable
 
 import orjson
 
-from bench.run import PARTITIONS, simulated
+from bench.run import PARTITIONS, event_records, simulated
 from cs_pulse.settings import Settings
-from cs_pulse.sources.produce import event_key
 from cs_pulse.worker.app import tune_gc
 from cs_pulse.worker.engine import Engine, Record, as_records
 
@@ -28,13 +26,7 @@ FLUSH_EVERY = 10   # batches, as bench.run's engine_rate
 
 def recorded_inputs(n: int) -> tuple[list[list[Record]], list[list[Record]]]:
     """Batches of event records, and the fact records the engine sent for them."""
-    offsets = [0] * PARTITIONS
-    records: list[Record] = []
-    for e in simulated(n):
-        key = event_key(e)
-        p = zlib.crc32(key) % PARTITIONS
-        records.append((p, offsets[p], key, orjson.dumps(e)))
-        offsets[p] += 1
+    records = event_records(simulated(n))
     engine = Engine(Settings(partitions=PARTITIONS))
     customer_offsets: dict[int, int] = {}
     fact_offsets: dict[int, int] = {}
