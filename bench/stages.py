@@ -1,7 +1,7 @@
 """Time each stage of the pure engine alone (not a test): ``python -m bench.stages``.
 
 The inputs of every stage are recorded from one in-process run of the simulated events, then
-each stage is fed its own inputs again on a fresh engine, five times: µs per event for the
+each stage is fed its own inputs again on a fresh engine, ``--rounds`` times: µs per event for the
 conversation stage (decode, validate, conversations) and µs per fact for the aggregation
 stage. Finer than ``bench.run``'s pure engine row, for weighing a change to one stage.
 """
