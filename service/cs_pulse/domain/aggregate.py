@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from .calendar import Calendars, ShopCalendar
 from .clock import EventClock
@@ -56,6 +56,20 @@ def merge(into: Counts, other: Counts) -> None:
 _HISTOGRAM_KEYS = {kind: ([f"{kind}:{i}" for i in range(len(bounds) + 1)],
                           f"{kind}:sum", f"{kind}:count")
                    for kind, bounds in HISTOGRAMS.items()}
+
+
+When = TypeVar("When", int, str)   # a slot's start (ms) or a local day
+
+
+def counts_at(table: dict[str, dict[When, Counts]], series: str, when: When) -> Counts:
+    """``table[series][when]``, created empty if missing."""
+    by_when = table.get(series)
+    if by_when is None:
+        by_when = table[series] = {}
+    counts = by_when.get(when)
+    if counts is None:
+        counts = by_when[when] = {}
+    return counts
 
 
 def fold_fact(counts: Counts, kind: str, value: float) -> None:
@@ -189,7 +203,7 @@ class Aggregator:
 
     def _fold(self, series: str, ts: int, kind: str, value: float) -> None:
         # Hot path (every counted fact): dict.get before insert, as setdefault would build an
-        # empty dict per call; the day from a per-series cache (below).
+        # empty dict per call (also in ``counts_at``); the day from a per-series cache (below).
         totals = self.totals.get(series)
         if totals is None:
             totals = self.totals[series] = {}
@@ -199,13 +213,7 @@ class Aggregator:
             pass
         elif ts >= self._horizon():
             s = slot_of(ts)
-            slots = self.slots.get(series)
-            if slots is None:
-                slots = self.slots[series] = {}
-            counts = slots.get(s)
-            if counts is None:
-                counts = slots[s] = {}
-            fold_fact(counts, kind, value)
+            fold_fact(counts_at(self.slots, series, s), kind, value)
             self._dirty.add(("s", str(s), series))
         else:
             self.stats["late_facts"] = self.stats.get("late_facts", 0.0) + 1
@@ -213,12 +221,7 @@ class Aggregator:
         if ts < self._oldest_day_start(series):
             return
         day, hour = self._day_hour(series, ts)
-        days = self.days.get(series)
-        if days is None:
-            days = self.days[series] = {}
-        counts = days.get(day)
-        if counts is None:
-            counts = days[day] = {}
+        counts = counts_at(self.days, series, day)
         fold_fact(counts, kind, value)
         if kind in HOURLY_KINDS:
             hour_key = f"{kind}@{hour}"
