@@ -35,13 +35,13 @@ from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import generate_latest
 
 from bench.quix_job import INSTALL_HINT, quix_rate
+from cs_pulse import topics
 from cs_pulse.devtools.embedded_kafka import KafkaBroker, free_port
 from cs_pulse.kafka_client import KafkaTarget, aiokafka_kwargs, child_env
 from cs_pulse.metrics.collector import engine_registry
 from cs_pulse.settings import Settings
 from cs_pulse.sources.produce import EventProducer, event_key, send_batches
 from cs_pulse.sources.simulate import SimConfig, generate
-from cs_pulse.worker import topics
 from cs_pulse.worker.app import tune_gc
 from cs_pulse.worker.engine import Engine, Output, Record, as_records
 

@@ -85,6 +85,11 @@ def test_every_variable_is_read_from_the_environment(monkeypatch: pytest.MonkeyP
             "WEBHOOK_RATE": "2.5", "WEBHOOK_RATE_BURST": "7", "WEBHOOK_RATE_CLIENTS": "9",
             "WEBHOOK_READ_TIMEOUT": "1.5", "WEBHOOK_MAX_IN_FLIGHT": "3",
             "WEBHOOK_REPLAY_CAPACITY": "11", "WEBHOOK_TRUSTED_PROXIES": "10.0.0.0/8,::1"}
+    # The chat platforms and the spool (README "Chat platforms")
+    env |= {"CHATWOOT_URL_TOKEN": "tok", "CHATWOOT_AUTO_RESOLVE_MINUTES": "1440",
+            "INTERCOM_CLIENT_SECRET": "ic", "INTERCOM_SHOP": "ics",
+            "WEBHOOK_SPOOL_DIR": "/spool", "WEBHOOK_SPOOL_MAX_BYTES": "2048",
+            "WEBHOOK_SPOOL_FSYNC": "false"}
     # Label limits (README "Limits"), the zombie-fencing test's switch, the GC tuning
     env |= {"MAX_SHOPS": "2", "MAX_QUEUES": "3", "MAX_TEAMS": "4", "MAX_AGENTS": "5",
             "MAX_CHANNELS": "6", "PAUSE_HOLDS_FLUSHES": "false", "GC_TUNING": "false"}
@@ -111,6 +116,11 @@ def test_every_variable_is_read_from_the_environment(monkeypatch: pytest.MonkeyP
             s.webhook_rate_burst, s.webhook_rate_clients, s.webhook_read_timeout,
             s.webhook_max_in_flight, s.webhook_replay_capacity, s.webhook_trusted_proxies) == (
         60.0, 4096, 2.5, 7, 9, 1.5, 3, 11, ["10.0.0.0/8", "::1/128"])
+    assert (s.chatwoot_url_token.get_secret_value(), s.chatwoot_auto_resolve_minutes) == (
+        "tok", 1440.0)
+    assert (s.intercom_client_secret.get_secret_value(), s.intercom_shop) == ("ic", "ics")
+    assert (s.webhook_spool_dir, s.webhook_spool_max_bytes, s.webhook_spool_fsync) == (
+        Path("/spool"), 2048, False)
     assert s.label_limits == {"shop": 2, "queue": 3, "team": 4, "agent": 5, "channel": 6}
     assert s.pause_holds_flushes is False and s.gc_tuning is False
     # Every field has its variable: nothing is configurable only in code.
@@ -223,10 +233,11 @@ def test_the_installed_command_exits_2_without_a_traceback() -> None:
         "as an integer (got 'eight')"]
 
 
-def test_the_webhook_needs_its_secret(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_webhook_needs_a_platform(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["webhook"]) == 2
     assert capsys.readouterr().err == (
-        "Error: CS_PULSE_CHATWOOT_SECRET: required by the webhook receiver\n")
+        "Error: cs-pulse webhook: no platform configured (set CS_PULSE_CHATWOOT_SECRET, "
+        "CS_PULSE_INTERCOM_CLIENT_SECRET, ...; see README: Chat platforms)\n")
 
 
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:

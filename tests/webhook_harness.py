@@ -1,22 +1,28 @@
-"""The Chatwoot webhook receiver served for real on 127.0.0.1 (an ephemeral port, the limits
-of ``serve_webhook``), signed requests, raw-socket clients for what HTTP libraries will not
-send (trickled bodies, lying lengths), and its counters read back from ``/metrics``."""
+"""The webhook receiver served for real on 127.0.0.1 (an ephemeral port, the limits of
+``serve_webhook``), with its spool in a temporary folder; signed requests, raw-socket clients
+for what HTTP libraries will not send (trickled bodies, lying lengths), and its counters read
+back from ``/metrics``."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from cs_pulse.settings import Settings
-from cs_pulse.sources.chatwoot import Sender, build_webhook_app, serve_webhook, sign
+from cs_pulse.sources.webhooks.chatwoot import Chatwoot, sign
+from cs_pulse.sources.webhooks.forward import Batch, Forwarder, kafka_sender
+from cs_pulse.sources.webhooks.platform import Platform
+from cs_pulse.sources.webhooks.receiver import build_receiver_app, serve_webhook
+from cs_pulse.sources.webhooks.spool import Spool
 
 SECRET = b"test-secret"
 SAMPLES = Path(__file__).parent / "data" / "chatwoot"
@@ -40,53 +46,74 @@ def signed(body: bytes, timestamp: float | None = None, delivery: str | None = N
 @dataclass
 class Receiver:
     port: int
-    sent: list[list[Event]] = field(default_factory=list)
+    spool: Spool
 
-    async def post(self, body: bytes, headers: dict[str, str] | None = None
-                   ) -> tuple[int, dict[str, str], str]:
+    @property
+    def sent(self) -> list[list[Event]]:
+        """The events of each spooled delivery not yet forwarded, in order (what goes on to
+        Kafka)."""
+        return [Batch.of([r]).events for r in self.spool.read(10 ** 6)
+                if Batch.of([r]).events]
+
+    @property
+    def dead_letters(self) -> list[bytes]:
+        return [body for r in self.spool.read(10 ** 6)
+                for body, _ in Batch.of([r]).dead_letters]
+
+    async def post(self, body: bytes, headers: dict[str, str] | None = None,
+                   path: str = "/chatwoot") -> tuple[int, dict[str, str], str]:
         async with aiohttp.ClientSession() as session, session.post(
-                f"http://127.0.0.1:{self.port}/chatwoot", data=body,
+                f"http://127.0.0.1:{self.port}{path}", data=body,
                 headers=headers or {}) as response:
             return response.status, dict(response.headers), await response.text()
 
-    async def counters(self) -> dict[str, float]:
-        """``cs_webhook_requests_total`` by outcome."""
+    async def metrics(self) -> str:
         async with aiohttp.ClientSession() as session, session.get(
                 f"http://127.0.0.1:{self.port}/metrics") as response:
-            text = await response.text()
+            return await response.text()
+
+    async def counters(self, platform: str = "chatwoot") -> dict[str, float]:
+        """``cs_webhook_requests_total`` of ``platform`` by outcome."""
+        text = await self.metrics()
         return {m[1]: float(m[2]) for m in re.finditer(
-            r'^cs_webhook_requests_total\{outcome="(\w+)"\} (\S+)$', text, re.M)}
+            rf'^cs_webhook_requests_total\{{outcome="(\w+)",platform="{platform}"\}} (\S+)$',
+            text, re.M)}
 
     async def gauge(self, name: str) -> float:
-        async with aiohttp.ClientSession() as session, session.get(
-                f"http://127.0.0.1:{self.port}/metrics") as response:
-            text = await response.text()
-        match = re.search(rf"^{name} (\S+)$", text, re.M)
+        match = re.search(rf"^{name} (\S+)$", await self.metrics(), re.M)
         assert match, name
         return float(match[1])
 
-    async def rejected(self) -> dict[str, float]:
+    async def rejected(self, platform: str = "chatwoot") -> dict[str, float]:
         """The outcomes counted so far, other than zero."""
-        return {k: v for k, v in (await self.counters()).items() if v}
+        return {k: v for k, v in (await self.counters(platform)).items() if v}
 
 
 @asynccontextmanager
-async def receiver(send: Sender | None = None, **limits: Any) -> AsyncIterator[Receiver]:
-    """The real receiver on 127.0.0.1 with ``CS_PULSE_WEBHOOK_*`` overrides (``rate=...``);
-    ``send`` defaults to recording each produced batch in ``Receiver.sent``."""
+async def receiver(platforms: Sequence[Platform] | None = None, *,
+                   spool: Callable[[Path], Spool] | None = None,
+                   clock: Callable[[], float] = time.time, forward_to: Settings | None = None,
+                   **limits: Any) -> AsyncIterator[Receiver]:
+    """The real receiver on 127.0.0.1 with ``CS_PULSE_WEBHOOK_*`` overrides (``rate=...``),
+    Chatwoot (secret ``SECRET``, shop ``shop-cw``) unless ``platforms`` are given, and its
+    spool in a temporary folder (``spool`` builds another kind); with ``forward_to`` (Kafka
+    settings), its forwarder runs too."""
     settings = Settings.model_construct(**{f"webhook_{k}": v for k, v in limits.items()})
-    rx = Receiver(port=0)
-
-    async def record(events: list[Event]) -> None:
-        rx.sent.append(events)
-
-    app = build_webhook_app(SECRET, "shop-cw", send or record, settings=settings)
-    runner = await serve_webhook(app, settings, "127.0.0.1", 0)
-    try:
-        rx.port = runner.addresses[0][1]
-        yield rx
-    finally:
-        await runner.cleanup()
+    with tempfile.TemporaryDirectory(prefix="cs-pulse-spool-") as folder:
+        store = spool(Path(folder)) if spool else Spool(folder, 1 << 30, fsync=False)
+        forwarder = Forwarder(store, kafka_sender(forward_to)) if forward_to else None
+        app = build_receiver_app(platforms or [Chatwoot(SECRET, "shop-cw")], store, settings,
+                                 forwarder=forwarder, clock=clock)
+        runner = await serve_webhook(app, settings, "127.0.0.1", 0)
+        task = asyncio.create_task(forwarder.run()) if forwarder else None
+        try:
+            yield Receiver(port=runner.addresses[0][1], spool=store)
+        finally:
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            await runner.cleanup()
+            store.close()
 
 
 async def raw_exchange(port: int, head: bytes, parts: Sequence[bytes] = (), gap: float = 0.0,
@@ -128,9 +155,10 @@ def status_of(answer: bytes) -> int | None:
     return int(match[1]) if match else None
 
 
-def post_head(length: int | None = None, headers: dict[str, str] | None = None) -> bytes:
-    """A request head for ``POST /chatwoot``: a Content-Length, or chunked if None."""
-    lines = ["POST /chatwoot HTTP/1.1", "Host: 127.0.0.1"]
+def post_head(length: int | None = None, headers: dict[str, str] | None = None,
+              path: str = "/chatwoot") -> bytes:
+    """A request head for ``POST path``: a Content-Length, or chunked if None."""
+    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1"]
     lines.append(f"Content-Length: {length}" if length is not None
                  else "Transfer-Encoding: chunked")
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]

@@ -171,16 +171,15 @@ def staffing_command(arrivals: float, interval: float, aht: float, target: float
     return 0
 
 
-@cli.command("webhook", help="Chatwoot webhook receiver producing to Kafka")
+@cli.command("webhook", help="chat platforms' webhooks (Chatwoot, Intercom) into Kafka, "
+                              "through a disk spool")
 @click.option("--port", type=int, default=None,
               help="listening port (default: CS_PULSE_WEBHOOK_PORT, 8088)")
 def webhook_command(port: int | None) -> int:
-    from cs_pulse.sources.chatwoot import run_webhook
+    from cs_pulse.sources.webhooks.receiver import run_webhook
 
-    s = current_settings()
-    if s.chatwoot_secret.get_secret_value():   # without it, run_webhook says so first
-        s = kafka_settings()
-    return asyncio.run(run_webhook(s, port))
+    # Not kafka_settings(): the receiver answers platforms while Kafka is down (the spool).
+    return asyncio.run(run_webhook(current_settings(), port))
 
 
 AUDIT_HELP = ("recompute every number from the raw events (DuckDB SQL) and compare with a "

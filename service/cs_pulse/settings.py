@@ -134,11 +134,22 @@ class Settings(BaseSettings):
     shops: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict)
     # The ingest edge: forbidden phrases (see forbidden_phrases_config)
     forbidden_phrases: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # Chatwoot webhook receiver (``cs-pulse webhook``)
+    # Chat platforms (``cs-pulse webhook``, README "Chat platforms"); a platform is served
+    # once its secret (or, for Chatwoot before 4.11.2, its URL token) is set.
     chatwoot_secret: SecretStr = SecretStr("")
+    chatwoot_url_token: SecretStr = SecretStr("")   # opt-in: unsigned Chatwoot < 4.11.2
     chatwoot_shop: str = "chatwoot"
+    # A resolve this long after the conversation's last activity is Chatwoot's auto-resolve
+    # (closed by timeout); 0: never assumed. Set it to the account's "auto-resolve after".
+    chatwoot_auto_resolve_minutes: float = Field(default=0.0, ge=0)
+    intercom_client_secret: SecretStr = SecretStr("")
+    intercom_shop: str = "intercom"
     webhook_host: str = "0.0.0.0"
     webhook_port: int = Field(default=8088, ge=0, le=65535)
+    # The receiver's disk spool: deliveries are answered once here and produced from here.
+    webhook_spool_dir: Path | None = None        # default: <data_dir>/webhook-spool
+    webhook_spool_max_bytes: int = Field(default=1024 ** 3, ge=1024)
+    webhook_spool_fsync: bool = True             # false: survives a killed process, not a power cut
     # Its limits (README "Webhook limits"): signature freshness (also how long a delivery is
     # remembered against replays), body size, per-client rate (token bucket: rate per second,
     # burst; at most rate_clients buckets kept), time to send the headers and again the body,

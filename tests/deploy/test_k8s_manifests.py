@@ -27,10 +27,10 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from cs_pulse import topics
 from cs_pulse.metrics import dashboards, k8s, rules
 from cs_pulse.metrics.http import metrics_app
 from cs_pulse.settings import Settings
-from cs_pulse.worker import topics
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -219,7 +219,7 @@ def served_get_paths() -> dict[str, set[str]]:
     common = {r.get_info().get("path", "") for r in app.router.resources()}
     package = ROOT / "service" / "cs_pulse"
     return {"worker": common | _extra_get_paths(package / "worker" / "app.py"),
-            "webhook": common | _extra_get_paths(package / "sources" / "chatwoot.py")}
+            "webhook": common | _extra_get_paths(package / "sources" / "webhooks" / "receiver.py")}
 
 
 def test_probes_hit_paths_the_service_serves_on_its_port(overlay: str) -> None:

@@ -4,6 +4,7 @@ phrase matcher."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import orjson
@@ -14,9 +15,10 @@ from cs_pulse.ingest import phrases
 from cs_pulse.ingest.decode import Decoder
 from cs_pulse.ingest.phrases import PhraseMatcher
 from cs_pulse.settings import forbidden_phrases_config
-from cs_pulse.sources.chatwoot import map_payload
 from factory import event_dict
+from shapes.chatwoot import Agent, Conversation
 from story import Story
+from webhook_harness import receiver, signed
 
 Q = {"shop": "s1", "queue": "presale", "channel": "chat"}
 A1 = {"shop": "s1", "team": "", "agent": "a1"}
@@ -127,17 +129,18 @@ def test_phrases_come_from_a_file_or_inline_json(tmp_path: Path) -> None:
     assert forbidden_phrases_config("") == []
 
 
-def test_the_chatwoot_receiver_counts_phrases_and_forwards_no_text(
+async def test_the_webhook_receiver_counts_phrases_and_spools_no_text(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CS_PULSE_FORBIDDEN_PHRASES", '["不知道"]')
     phrases.configured.cache_clear()
     try:
-        payload = {"event": "message_created", "id": 7, "message_type": "outgoing",
-                   "created_at": "2026-11-28T10:00:00Z", "content": "不知道, 真的不知道",
-                   "sender": {"id": 3, "type": "user"},
-                   "conversation": {"id": 42, "inbox_id": 1}}
-        [event] = map_payload(payload, "shop-cw")
-        assert event["violations"] == 2
-        assert "不知道" not in orjson.dumps(event).decode()
+        c = Conversation(42, created=time.time())
+        body = orjson.dumps(c.reply(7, time.time(), Agent(3, "Wu"), "不知道, 真的不知道"))
+        async with receiver() as rx:
+            assert (await rx.post(body, signed(body)))[0] == 200
+            [[event]] = rx.sent
+            spooled = b"".join(r.payload for r in rx.spool.read())
+        assert event["violations"] == 2 and "text" not in event
+        assert "不知道".encode() not in spooled and "不知道" not in orjson.dumps(event).decode()
     finally:
         phrases.configured.cache_clear()

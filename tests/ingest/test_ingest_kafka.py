@@ -1,4 +1,5 @@
-"""Replay and Chatwoot ingest against the real broker."""
+"""Replay ingest and the producer edge against the real broker (webhooks:
+``tests/sources/test_webhooks_kafka.py``)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,9 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
 from cs_pulse.devtools.embedded_kafka import KafkaBroker
 from cs_pulse.ingest.decode import Decoder, Rejected
-from cs_pulse.sources.chatwoot import build_webhook_app, map_payload, sign
 from cs_pulse.sources.produce import EventProducer
 from cs_pulse.sources.replay import load
 from harness import Topology
@@ -26,8 +25,6 @@ pytestmark = pytest.mark.kafka
 DATA = Path(os.environ.get("CS_PULSE_DATA",
                            Path(__file__).resolve().parents[3] / "shared" / "data"))
 BANK = DATA / "technion_callcenter"
-CHATWOOT = Path(__file__).parents[1] / "data" / "chatwoot"   # small MIT samples, vendored
-SECRET = b"test-secret"
 
 
 async def read_topic(bootstrap: str, topic: str) -> list[dict[str, Any]]:
@@ -91,70 +88,6 @@ def test_twitter_replay_maps_every_turn() -> None:
     types = Counter(e["type"] for e in events)
     assert types == {"conversation.started": len(dialogs), "message.sent": turns,
                      "conversation.closed": len(dialogs)}
-
-
-def _sample(name: str) -> bytes:
-    return (CHATWOOT / f"{name}.chatwoot-docs-22c756cb.json").read_bytes()
-
-
-def test_signed_chatwoot_payload_reaches_kafka_and_forged_ones_do_not(
-        kafka: KafkaBroker) -> None:
-    topic = f"{Topology(kafka.bootstrap).name}.events"
-
-    async def scenario() -> dict[str, int]:
-        async with EventProducer(kafka.bootstrap, topic) as producer:
-            async def send(events: list[dict[str, Any]]) -> None:
-                await asyncio.gather(*[await producer.send(e) for e in events])
-
-            app = build_webhook_app(SECRET, "shop-cw", send)
-            async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-                body = _sample("message_created")
-                now = str(int(time.time()))
-                statuses = {}
-                signed = {"X-Chatwoot-Timestamp": now,
-                          "X-Chatwoot-Signature": sign(SECRET, now, body)}
-                statuses["signed"] = (await client.post("/chatwoot", data=body,
-                                                        headers=signed)).status
-                forged = dict(signed, **{"X-Chatwoot-Signature": sign(b"wrong", now, body)})
-                statuses["forged"] = (await client.post("/chatwoot", data=body,
-                                                        headers=forged)).status
-                tampered = body.replace(b'"hi"', b'"hello"')
-                statuses["tampered"] = (await client.post("/chatwoot", data=tampered,
-                                                          headers=signed)).status
-                old = str(int(time.time()) - 3600)
-                stale = {"X-Chatwoot-Timestamp": old,
-                         "X-Chatwoot-Signature": sign(SECRET, old, body)}
-                statuses["stale"] = (await client.post("/chatwoot", data=body,
-                                                       headers=stale)).status
-                statuses["unsigned"] = (await client.post("/chatwoot", data=body)).status
-                metrics = await (await client.get("/metrics")).text()
-                for outcome, n in (("accepted", 1), ("forged", 2), ("stale", 1),
-                                   ("unsigned", 1)):
-                    line = f'cs_webhook_requests_total{{outcome="{outcome}"}} {float(n)}'
-                    assert line in metrics, metrics
-                return statuses
-
-    statuses = asyncio.run(scenario())
-    assert statuses == {"signed": 200, "forged": 401, "tampered": 401, "stale": 401,
-                        "unsigned": 401}
-    got = asyncio.run(read_topic(kafka.bootstrap, topic))
-    assert [(e["event_id"], e["type"], e["sender"]) for e in got] == [
-        ("cw-msg-118", "message.sent", "customer")]
-    assert got[0]["conversation_id"] == "cw-10" and got[0]["chars"] == 2
-
-
-def test_chatwoot_samples_map_to_valid_events() -> None:
-    decoder = Decoder()
-    mapped = {}
-    for path in sorted(CHATWOOT.glob("*.json")):
-        events = map_payload(json.loads(path.read_bytes()), "shop-cw")
-        mapped[path.name.split(".")[0]] = [e["type"] for e in events]
-        for e in events:
-            assert not isinstance(decoder.decode(orjson.dumps(e)), Rejected), e
-    assert mapped["message_created"] == ["message.sent"]
-    assert mapped["conversation_resolved"] == ["conversation.closed"]
-    assert mapped["conversation_opened"] == ["conversation.reopened"]
-    assert mapped["webwidget_triggered"] == []
 
 
 def test_the_producer_edge_counts_phrases_and_no_text_reaches_the_topic(

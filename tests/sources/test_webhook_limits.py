@@ -1,14 +1,17 @@
 """The webhook receiver's limits over real HTTP on 127.0.0.1: each bad input gets its status
-code, is counted in ``cs_webhook_requests_total{outcome}``, and sends nothing on (the sender
-here records what would go to Kafka; ``test_webhook_limits_kafka.py`` shows the topic)."""
+code, is counted in ``cs_webhook_requests_total{platform, outcome}``, and spools nothing (the
+spool is what goes on to Kafka; ``test_webhook_limits_kafka.py`` shows the topic)."""
 
 from __future__ import annotations
 
 import asyncio
 import math
 import time
-from typing import Any
+from pathlib import Path
 
+import pytest
+
+from cs_pulse.sources.webhooks.spool import Spool, SpoolFull
 from webhook_harness import chunk, post_head, raw_exchange, receiver, sample, signed, status_of
 
 
@@ -41,24 +44,30 @@ async def test_bodies_over_the_limit_get_413_however_their_length_is_told() -> N
         assert len(rx.sent) == 1   # the body at the limit only
 
 
-async def test_a_client_over_its_rate_gets_429_with_retry_after() -> None:
+async def test_unauthenticated_requests_pay_from_the_clients_bucket_signed_ones_never() -> None:
     body = sample()
     async with receiver(rate=0.5, rate_burst=3) as rx:
         assert [(await rx.post(b"{}"))[0] for _ in range(3)] == [401] * 3   # unsigned: 3 tokens
-        status, headers, _ = await rx.post(body, signed(body))   # even a valid one
-        assert (status, headers["Retry-After"]) == (429, "2")     # 1 token at 0.5/s
+        status, headers, _ = await rx.post(b"{}")
+        assert (status, headers["Retry-After"]) == (429, "2")              # 1 token at 0.5/s
         # X-Forwarded-For is not believed from an untrusted peer: still the same client.
-        status, _, _ = await rx.post(body, signed(body, **{"X-Forwarded-For": "198.51.100.7"}))
-        assert status == 429
-        assert await rx.rejected() == {"unsigned": 3, "rate_limited": 2}
-        assert rx.sent == []
+        forged = signed(body) | {"X-Chatwoot-Signature": "sha256=" + "0" * 64,
+                                 "X-Forwarded-For": "198.51.100.7"}
+        assert (await rx.post(body, forged))[0] == 429
+        # The same address's signed deliveries are never throttled (a platform sends all of
+        # its deliveries from one address).
+        assert [(await rx.post(body, signed(body, delivery=f"d{i}")))[0]
+                for i in range(10)] == [200] * 10
+        assert await rx.rejected() == {"unsigned": 3, "rate_limited": 2, "accepted": 1,
+                                       "duplicate": 9}
+        assert len(rx.sent) == 1   # one body: the other nine were the same message
     async with receiver(rate=0.5, rate_burst=1, trusted_proxies=["127.0.0.0/8"]) as rx:
         via = {"X-Forwarded-For": "198.51.100.7, 127.0.0.1"}   # the proxy on loopback
         assert (await rx.post(b"{}", via))[0] == 401
         assert (await rx.post(b"{}", via))[0] == 429
         other = {"X-Forwarded-For": "198.51.100.8"}           # another client, same proxy
-        assert (await rx.post(body, signed(body, **other)))[0] == 200
-        assert await rx.rejected() == {"unsigned": 1, "rate_limited": 1, "accepted": 1}
+        assert (await rx.post(b"{}", other))[0] == 401
+        assert await rx.rejected() == {"unsigned": 2, "rate_limited": 1}
 
 
 async def test_slow_clients_are_cut_off_without_holding_up_the_others() -> None:
@@ -112,7 +121,7 @@ async def test_a_delivery_is_taken_once_and_its_repeats_answered_200_duplicate()
         now = time.time()
         original = signed(body, timestamp=now, delivery="d-1")
         status, _, text = await rx.post(body, original)
-        assert (status, text) == (200, '{"produced": 1}')
+        assert (status, text) == (200, '{"accepted": 1}')
         repeats = {
             "the same request again": original,
             "the sender's retry, signed anew": signed(body, timestamp=now + 1, delivery="d-1"),
@@ -127,30 +136,73 @@ async def test_a_delivery_is_taken_once_and_its_repeats_answered_200_duplicate()
         assert len(rx.sent) == 1
 
 
-async def test_a_failed_delivery_can_be_retried_and_one_in_progress_is_409() -> None:
+class GatedSpool(Spool):
+    """A spool whose first append fails (a disk error) and whose next ones wait for a gate."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder, 1 << 20, fsync=False)
+        self.gate, self.calls = asyncio.Event(), 0
+
+    async def append(self, payload: bytes, received_ms: int) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise OSError("No space left on device")
+        await self.gate.wait()
+        await super().append(payload, received_ms)
+
+
+async def test_a_delivery_not_stored_can_be_retried_and_one_in_progress_is_409() -> None:
     body = sample()
-    gate, calls = asyncio.Event(), []
-
-    async def send(events: list[dict[str, Any]]) -> None:
-        calls.append(events)
-        if len(calls) == 1:
-            raise ConnectionError("broker down")
-        await gate.wait()
-
-    async with receiver(send) as rx:
+    async with receiver(spool=GatedSpool) as rx:
+        spool = rx.spool
+        assert isinstance(spool, GatedSpool)
         headers = signed(body, delivery="d-9")
         status, failed_headers, _ = await rx.post(body, headers)
-        assert (status, failed_headers["Retry-After"]) == (503, "1")   # the sender retries
+        assert (status, failed_headers["Retry-After"]) == (503, "5")   # the sender may retry
         retry = asyncio.create_task(rx.post(body, headers))             # now taken, in flight
         await asyncio.sleep(0.2)
         status, conflict, _ = await rx.post(body, headers)
         assert (status, conflict["Retry-After"]) == (409, "1")
-        gate.set()
+        spool.gate.set()
         assert (await retry)[0] == 200
         assert (await rx.post(body, headers))[:3:2] == (200, '{"duplicate": true}')
         assert await rx.rejected() == {"failed": 1, "in_flight": 1, "accepted": 1,
                                        "duplicate": 1}
-        assert len(calls) == 2   # the failed attempt and the retry; the repeats sent nothing
+        assert spool.calls == 2 and len(rx.sent) == 1
+
+
+async def test_a_full_spool_answers_503_and_counts_it() -> None:
+    body = sample()
+
+    def tiny(folder: Path) -> Spool:
+        return Spool(folder, 400, fsync=False)   # room for one delivery (255 bytes)
+
+    async with receiver(spool=tiny) as rx:
+        now = time.time()
+        statuses = [(await rx.post(body, signed(body, now + i, f"d{i}")))[0] for i in range(3)]
+        assert statuses == [200, 503, 503]
+        assert await rx.gauge("cs_webhook_spool_deliveries") == 1
+        assert await rx.gauge("cs_webhook_spool_max_bytes") == 400
+        assert await rx.rejected() == {"accepted": 1, "spool_full": 2}
+        # A refused delivery is not remembered: once the spool has room, its retry is taken.
+        rx.spool.commit(rx.spool.read())
+        assert (await rx.post(body, signed(body, now + 1, "d1")))[0] == 200
+        with pytest.raises(SpoolFull):
+            await rx.spool.append(b"x" * 400, 0)
+
+
+async def test_an_authentic_body_that_is_not_the_platforms_is_400_and_kept_as_a_dead_letter(
+        ) -> None:
+    async with receiver() as rx:
+        for body in (b"[1, 2]", b'"text"', b"null", b"3.5", b"{not json",
+                     b'{"event": "message_created", "message_type": "incoming",'
+                     b' "conversation": 7}'):
+            status, _, text = await rx.post(body, signed(body))
+            assert status == 400, (body, text)
+            assert "malformed" in text
+        assert await rx.rejected() == {"malformed": 6}
+        assert rx.sent == [] and len(rx.dead_letters) == 6
+        assert rx.dead_letters[0] == b"[1, 2]"
 
 
 async def test_deliveries_are_forgotten_with_their_freshness() -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from cs_pulse.devtools.embedded_kafka import KafkaBroker
+from cs_pulse.topics import create_topic
 from cs_pulse.worker.app import EX_CONFIG, FLUSH_SECONDS
-from cs_pulse.worker.topics import create_topic
 from cs_pulse.worker.worker import EXIT_UNFLUSHED
 from harness import Topology, WorkerProcess, recompute, value
 from test_workers_kafka import FAST_REBALANCE, produce_simulation, start_pair, wait_for_match

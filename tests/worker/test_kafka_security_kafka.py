@@ -21,7 +21,7 @@ from cs_pulse.devtools.embedded_kafka import KafkaBroker
 from cs_pulse.kafka_client import EX_CONFIG, EX_NOPERM, KafkaAccessError, check_connection
 from cs_pulse.settings import Settings
 from cs_pulse.sources.produce import EventProducer
-from cs_pulse.worker.topics import create_topic
+from cs_pulse.topics import create_topic
 from harness import Topology, WorkerProcess, recompute
 from test_workers_kafka import FAST_REBALANCE, produce_simulation, wait_for_match
 

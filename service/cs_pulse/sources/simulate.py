@@ -408,7 +408,7 @@ async def run_simulation(settings: Settings, *, seed: int = 7, speed: float = 60
     simulated ``start`` (epoch seconds; default: so that it ends about now), with an optional
     ``staffing`` schedule."""
     from cs_pulse.sources.produce import EventProducer, paced
-    from cs_pulse.worker.topics import ensure_topics
+    from cs_pulse.topics import ensure_topics
 
     await ensure_topics(settings)
     # Compressed time runs ahead of the wall clock, so it starts in the past and ends ~now.

@@ -60,7 +60,7 @@ def run_worker(settings: Settings, loglevel: str = "warn") -> int:
     from faust.worker import Worker as FaustWorker
     from mode.utils.loops import get_event_loop
 
-    from cs_pulse.worker.topics import TopicMismatch, ensure_topics
+    from cs_pulse.topics import TopicMismatch, ensure_topics
 
     require_connection(settings)
     try:

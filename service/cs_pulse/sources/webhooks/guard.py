@@ -1,6 +1,6 @@
 """The webhook receiver's limits as plain logic, each step given the time (``now``): per-client
 token buckets, the memory of deliveries already taken (replay protection), and which address a
-request comes from. No I/O; ``sources/chatwoot.py`` applies them to HTTP requests."""
+request comes from. No I/O; ``receiver.py`` applies them to HTTP requests."""
 
 from __future__ import annotations
 
@@ -85,11 +85,11 @@ class ReplayMemory:
         return len(self._until)
 
     @staticmethod
-    def keys(*parts: str | None) -> tuple[bytes, ...]:
-        """Fixed-size keys (16-byte hashes) for the non-empty ``parts``, each tagged by its
-        position, so a delivery id never matches a signature."""
-        return tuple(hashlib.blake2b(f"{i}:{p}".encode(), digest_size=16).digest()
-                     for i, p in enumerate(parts) if p)
+    def keys(*names: str) -> tuple[bytes, ...]:
+        """Fixed-size keys (16-byte hashes) of the non-empty ``names``. Callers namespace
+        them (``chatwoot:delivery:<id>``, ``chatwoot:signature:<sig>``), so a delivery id
+        never matches a signature or another platform's id."""
+        return tuple(hashlib.blake2b(n.encode(), digest_size=16).digest() for n in names if n)
 
     def claim(self, keys: Sequence[bytes], now: float) -> Claim:
         self.expire(now)

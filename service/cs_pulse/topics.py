@@ -1,4 +1,5 @@
-"""Topic creation (idempotent): every topic and changelog a worker uses."""
+"""Topic creation (idempotent): every topic and changelog a worker uses, and the topics the
+webhook receiver produces to."""
 
 from __future__ import annotations
 
@@ -25,12 +26,21 @@ def worker_topics(settings: Settings) -> list[str]:
             settings.facts_topic] + [f"{settings.app_id}-{t}-changelog" for t in CHANGELOG_TABLES]
 
 
-async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
-    """Create every topic a worker reads or writes, and wait until each has the configured
-    partitions with a leader, before any consumer subscribes: a topic missing when the group
-    assigns partitions is ignored until the next metadata refresh (five minutes)."""
+def producer_topics(settings: Settings) -> list[str]:
+    """What an edge producer writes (the webhook receiver): created with the configured
+    partitions, never left to the broker's auto-creation (its default count would make the
+    workers refuse to start)."""
+    return [settings.events_topic, settings.dlq_topic]
+
+
+async def ensure_topics(settings: Settings, timeout: float = 30.0,
+                        names: list[str] | None = None) -> None:
+    """Create every topic a worker reads or writes (or ``names``), and wait until each has
+    the configured partitions with a leader, before any consumer subscribes: a topic missing
+    when the group assigns partitions is ignored until the next metadata refresh (five
+    minutes)."""
     n = settings.partitions
-    names = worker_topics(settings)
+    names = worker_topics(settings) if names is None else names
     admin = AIOKafkaAdminClient(**aiokafka_kwargs(settings))
     await admin.start()
     try:
