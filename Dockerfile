@@ -13,7 +13,9 @@ FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 COPY --from=build /wheels /wheels
 RUN pip install /wheels/*.whl && rm -rf /wheels \
-    && useradd --system --uid 10001 cspulse && mkdir /history && chown cspulse /history
+    && useradd --system --uid 10001 cspulse \
+    && mkdir -p /history /var/lib/cs-pulse/webhook-spool \
+    && chown -R cspulse /history /var/lib/cs-pulse
 USER cspulse
 EXPOSE 9464 8088
 ENTRYPOINT ["cs-pulse"]

@@ -31,6 +31,7 @@ from cs_pulse import topics
 from cs_pulse.metrics import dashboards, k8s, rules
 from cs_pulse.metrics.http import metrics_app
 from cs_pulse.settings import Settings
+from cs_pulse.sources.webhooks.receiver import DRAIN_SECONDS
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -107,8 +108,13 @@ def settings_of(objects: tuple[Obj, ...]) -> Settings:
                        for key, value in config(objects).items()})
 
 
+def workloads(objects: tuple[Obj, ...]) -> list[Obj]:
+    """The Deployments (workers) and StatefulSets (webhook receivers, their spools)."""
+    return [*of_kind(objects, "Deployment"), *of_kind(objects, "StatefulSet")]
+
+
 def containers(objects: tuple[Obj, ...]) -> Iterator[tuple[Obj, Obj]]:
-    for deployment in of_kind(objects, "Deployment"):
+    for deployment in workloads(objects):
         for container in deployment["spec"]["template"]["spec"]["containers"]:
             yield deployment, container
 
@@ -219,7 +225,8 @@ def served_get_paths() -> dict[str, set[str]]:
     common = {r.get_info().get("path", "") for r in app.router.resources()}
     package = ROOT / "service" / "cs_pulse"
     return {"worker": common | _extra_get_paths(package / "worker" / "app.py"),
-            "webhook": common | _extra_get_paths(package / "sources" / "webhooks" / "receiver.py")}
+            "webhook": common | _extra_get_paths(package / "sources" / "webhooks" /
+                                                 "receiver.py")}
 
 
 def test_probes_hit_paths_the_service_serves_on_its_port(overlay: str) -> None:
@@ -246,7 +253,7 @@ def test_probes_hit_paths_the_service_serves_on_its_port(overlay: str) -> None:
     assert probes["livenessProbe"]["httpGet"]["path"] == "/healthz"
 
 
-def test_pods_run_as_non_root_on_a_read_only_root_with_the_data_dir_on_an_empty_dir(
+def test_pods_run_as_non_root_on_a_read_only_root_with_their_data_where_it_belongs(
         overlay: str) -> None:
     objects = rendered(overlay)
     data_dir = settings_of(objects).data_dir
@@ -265,6 +272,17 @@ def test_pods_run_as_non_root_on_a_read_only_root_with_the_data_dir_on_an_empty_
             assert mounts.get(data_dir) in empty, "CS_PULSE_DATA_DIR on an emptyDir"
             # the worker flushes on SIGTERM: more than Kubernetes' default 30 s to do it in
             assert pod["terminationGracePeriodSeconds"] >= 30
+        if container["args"] == ["webhook"]:
+            # What a receiver acknowledged outlives its pod: the spool on its own claim.
+            assert deployment["kind"] == "StatefulSet"
+            env = {e["name"]: e.get("value") for e in container.get("env", [])}
+            claims = {c["metadata"]["name"] for c in deployment["spec"]["volumeClaimTemplates"]}
+            assert mounts.get(env["CS_PULSE_WEBHOOK_SPOOL_DIR"]) in claims
+            claim = deployment["spec"]["volumeClaimTemplates"][0]["spec"]
+            size = int(claim["resources"]["requests"]["storage"].removesuffix("Gi")) << 30
+            assert int(env["CS_PULSE_WEBHOOK_SPOOL_MAX_BYTES"]) < size
+            # the receiver forwards its spool for 20 s on SIGTERM (receiver.DRAIN_SECONDS)
+            assert pod["terminationGracePeriodSeconds"] > DRAIN_SECONDS
 
 
 def test_env_comes_from_the_configmap_and_the_optional_kafka_secret(overlay: str) -> None:
@@ -292,6 +310,8 @@ def test_files_the_settings_name_are_mounted_from_secrets(overlay: str) -> None:
              if is_file_setting(key)}
     for deployment, container in containers(objects):
         volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        volumes |= {c["metadata"]["name"]: {"persistentVolumeClaim": c}
+                    for c in deployment["spec"].get("volumeClaimTemplates", [])}
         mounts = {PurePosixPath(m["mountPath"]): volumes[m["name"]]
                   for m in container.get("volumeMounts", [])}
         for key, path in files.items():
@@ -329,9 +349,11 @@ def test_clients_connect_to_a_listener_they_can_authenticate_on(overlay: str) ->
     user = one(objects, "KafkaUser", settings.kafka_sasl_username)
     assert user["spec"]["authentication"]["type"] == mechanism
     assert user["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
-    secrets = {v["secret"]["secretName"] for d in of_kind(objects, "Deployment")
-               for v in d["spec"]["template"]["spec"]["volumes"] if "secret" in v}
-    assert {user["metadata"]["name"], f"{kafka['metadata']['name']}-cluster-ca-cert"} <= secrets
+    for workload in workloads(objects):   # every Kafka client: workers and receivers
+        secrets = {v["secret"]["secretName"]
+                   for v in workload["spec"]["template"]["spec"]["volumes"] if "secret" in v}
+        assert {user["metadata"]["name"],
+                f"{kafka['metadata']['name']}-cluster-ca-cert"} <= secrets, workload["kind"]
     if "authorization" in kafka["spec"]["kafka"]:
         acls = user["spec"]["authorization"]["acls"]
         for topic in of_kind(objects, "KafkaTopic"):
@@ -395,8 +417,8 @@ def test_services_monitors_and_budgets_select_existing_pods(overlay: str) -> Non
     objects = rendered(overlay)
     pods = [(d["spec"]["template"]["metadata"]["labels"],
              {p["name"] for c in d["spec"]["template"]["spec"]["containers"]
-              for p in c.get("ports", [])}) for d in of_kind(objects, "Deployment")]
-    for d in of_kind(objects, "Deployment"):
+              for p in c.get("ports", [])}) for d in workloads(objects)]
+    for d in workloads(objects):
         assert _selects(d["spec"]["selector"]["matchLabels"],
                         d["spec"]["template"]["metadata"]["labels"])
     components = set()

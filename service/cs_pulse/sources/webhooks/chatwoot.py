@@ -205,11 +205,15 @@ class Chatwoot:
             return [*events, common | {"event_id": f"{cid}-born-closed",
                                        "type": "conversation.closed", "ts": at,
                                        "resolved": False, "closed_by": "system"}]
-        events.append(common | {"event_id": f"{cid}-queued", "type": "conversation.queued",
-                                "ts": at})
+        return events + self._to_humans(conv, common, f"{cid}-queued", at)
+
+    def _to_humans(self, conv: Payload, common: Event, event_id: str, at: int) -> list[Event]:
+        """The hand-off (at creation without a bot, or from the bot): queued, and assigned to
+        the assignee the conversation has then."""
+        events = [common | {"event_id": event_id, "type": "conversation.queued", "ts": at}]
         agent = self._assignee(conv)
         if agent is not None:
-            events.append(common | {"event_id": f"{cid}-assigned-{at}",
+            events.append(common | {"event_id": f"{common['conversation_id']}-assigned-{at}",
                                     "type": "conversation.assigned", "ts": at,
                                     "agent_id": agent})
         return events
@@ -272,14 +276,7 @@ class Chatwoot:
                                         "type": "conversation.queued", "ts": at})
             return events
         if before == "pending" and now == "open":   # the bot's hand-off
-            events = [common | {"event_id": f"{cid}-handoff-{at}",
-                                "type": "conversation.queued", "ts": at}]
-            agent = self._assignee(conv)
-            if agent is not None:
-                events.append(common | {"event_id": f"{cid}-assigned-{at}",
-                                        "type": "conversation.assigned", "ts": at,
-                                        "agent_id": agent})
-            return events
+            return self._to_humans(conv, common, f"{cid}-handoff-{at}", at)
         return []   # snoozed and back, open → pending: no change for the KPIs
 
 
