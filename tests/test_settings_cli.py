@@ -89,7 +89,8 @@ def test_every_variable_is_read_from_the_environment(monkeypatch: pytest.MonkeyP
     env |= {"CHATWOOT_URL_TOKEN": "tok", "CHATWOOT_AUTO_RESOLVE_MINUTES": "1440",
             "INTERCOM_CLIENT_SECRET": "ic", "INTERCOM_SHOP": "ics",
             "WEBHOOK_SPOOL_DIR": "/spool", "WEBHOOK_SPOOL_MAX_BYTES": "2048",
-            "WEBHOOK_SPOOL_FSYNC": "false"}
+            "WEBHOOK_SPOOL_FSYNC": "false", "ZENDESK_WEBHOOK_SECRET": "zd",
+            "ZENDESK_SHOP": "zds", "ZENDESK_AUTOMATION_AUTHOR_IDS": "111, 222"}
     # Label limits (README "Limits"), the zombie-fencing test's switch, the GC tuning
     env |= {"MAX_SHOPS": "2", "MAX_QUEUES": "3", "MAX_TEAMS": "4", "MAX_AGENTS": "5",
             "MAX_CHANNELS": "6", "PAUSE_HOLDS_FLUSHES": "false", "GC_TUNING": "false"}
@@ -121,6 +122,8 @@ def test_every_variable_is_read_from_the_environment(monkeypatch: pytest.MonkeyP
     assert (s.intercom_client_secret.get_secret_value(), s.intercom_shop) == ("ic", "ics")
     assert (s.webhook_spool_dir, s.webhook_spool_max_bytes, s.webhook_spool_fsync) == (
         Path("/spool"), 2048, False)
+    assert (s.zendesk_webhook_secret.get_secret_value(), s.zendesk_shop,
+            s.zendesk_automation_author_ids) == ("zd", "zds", ["111", "222"])
     assert s.label_limits == {"shop": 2, "queue": 3, "team": 4, "agent": 5, "channel": 6}
     assert s.pause_holds_flushes is False and s.gc_tuning is False
     # Every field has its variable: nothing is configurable only in code.
@@ -237,7 +240,8 @@ def test_the_webhook_needs_a_platform(capsys: pytest.CaptureFixture[str]) -> Non
     assert cli.main(["webhook"]) == 2
     assert capsys.readouterr().err == (
         "Error: cs-pulse webhook: no platform configured (set CS_PULSE_CHATWOOT_SECRET, "
-        "CS_PULSE_INTERCOM_CLIENT_SECRET, ...; see README: Chat platforms)\n")
+        "CS_PULSE_INTERCOM_CLIENT_SECRET or CS_PULSE_ZENDESK_WEBHOOK_SECRET; see README: Chat "
+        "platforms)\n")
 
 
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -144,6 +145,11 @@ class Settings(BaseSettings):
     chatwoot_auto_resolve_minutes: float = Field(default=0.0, ge=0)
     intercom_client_secret: SecretStr = SecretStr("")
     intercom_shop: str = "intercom"
+    zendesk_webhook_secret: SecretStr = SecretStr("")
+    zendesk_shop: str = ""                       # "": the body's account_id
+    # Zendesk marks nothing automated: the user ids of integration and automation seats
+    # (comma-separated), whose public comments are bot messages, not human answers.
+    zendesk_automation_author_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
     webhook_host: str = "0.0.0.0"
     webhook_port: int = Field(default=8088, ge=0, le=65535)
     # The receiver's disk spool: deliveries are answered once here and produced from here.
@@ -206,9 +212,16 @@ class Settings(BaseSettings):
     def _read_phrases(cls, value: Any) -> Any:
         return forbidden_phrases_config(value) if isinstance(value, str) else value
 
-    @field_validator("webhook_trusted_proxies", mode="before")
+    @field_validator("chatwoot_shop", "intercom_shop", "zendesk_shop")
     @classmethod
-    def _split_proxies(cls, value: Any) -> Any:
+    def _shop_label(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z0-9_.:@-]{1,64}", value):
+            raise ValueError("a shop id is 1-64 of A-Z a-z 0-9 _ . : @ -")
+        return value
+
+    @field_validator("webhook_trusted_proxies", "zendesk_automation_author_ids", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
         return [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) \
             else value
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from shapes import chatwoot as cw
 from shapes import intercom as ic
+from shapes import zendesk as zd
 
 Body = dict[str, Any]
 Figure = tuple[str, dict[str, str], float]   # metric, labels it must carry, summed value
@@ -125,3 +126,125 @@ def check(read: Any, figures: list[Figure]) -> dict[str, tuple[float, float]]:
         if abs(got - want) > 1e-9:
             wrong[f"{name}{labels}"] = (got, want)
     return wrong
+
+
+ZENDESK_SHOP = "shop-zd"
+REQUESTER, INTEGRATION = "8447388090494", "900"
+AGENT1, AGENT2 = "7001", "7002"
+G1, G2 = "360001", "360002"
+ZD_FIRST = {"shop": ZENDESK_SHOP, "queue": f"group-{G1}", "channel": "email"}
+ZD_LATER = {"shop": ZENDESK_SHOP, "queue": f"group-{G2}", "channel": "email"}
+
+
+def zendesk_story(t0: float) -> list[list[Body]]:
+    """An e-mail ticket, as updates (the bodies of each in Zendesk's order): the request; an
+    integration's auto-reply as an agent seat (it used to be a 5 s first response); a note; an
+    assignment; an agent and a group change in one update (one transfer); the first reply
+    with PENDING; the reply retried; the customer's answer (PENDING → OPEN: no reopen); a
+    reply submitted as solved; a GOOD rating."""
+    t = zd.Ticket("5158", created=t0, group=G1)
+    updates = [
+        t.update(t0, REQUESTER, ("created", None),
+                 ("comment", (REQUESTER, False, True, "My order #1234 has not arrived"))),
+        t.update(t0 + 5, INTEGRATION, ("comment", (INTEGRATION, True, True,
+                                                    "We got your request (auto-reply)"))),
+        t.update(t0 + 300, AGENT1, ("agent", AGENT1)),
+        t.update(t0 + 600, AGENT1, ("comment", (AGENT1, True, False, "check the carrier"))),
+        t.update(t0 + 900, AGENT1, ("agent", AGENT2), ("group", G2)),
+        t.update(t0 + 1500, AGENT2, ("comment", (AGENT2, True, True, "It ships today")),
+                 ("status", "PENDING")),
+    ]
+    updates.append([updates[-1][0]])   # Zendesk retries a delivery: the same body, re-signed
+    updates.append(t.update(t0 + 1800, REQUESTER,
+                            ("comment", (REQUESTER, False, True, "And the invoice?")),
+                            ("status", "OPEN")))
+    updates.append(t.update(t0 + 2000, AGENT2, ("comment", (AGENT2, True, True, "Sent by e-mail")),
+                            ("status", "SOLVED")))
+    updates.append([t.csat(t0 + 2100, "GOOD")])
+    return updates
+
+
+ZENDESK_FIGURES: list[Figure] = [
+    ("cs_conversations_total", ZD_FIRST, 1),
+    ("cs_queued_total", ZD_FIRST, 1),
+    ("cs_first_response_seconds_sum", ZD_FIRST, 1500.0),   # 25 min, not the 5 s auto-reply
+    ("cs_service_level_contacts_total", ZD_FIRST | {"outcome": "answered_after"}, 1),
+    ("cs_response_seconds_sum", {"shop": ZENDESK_SHOP}, 1700.0),   # 1500 + (2000 - 1800)
+    ("cs_messages_total", {"shop": ZENDESK_SHOP, "sender": "customer"}, 2),
+    ("cs_messages_total", {"shop": ZENDESK_SHOP, "sender": "agent"}, 2),   # no note
+    ("cs_messages_total", {"shop": ZENDESK_SHOP, "sender": "bot"}, 1),     # the auto-reply
+    ("cs_transferred_total", ZD_FIRST, 1),                  # one update: one transfer
+    ("cs_agent_handle_seconds_sum", {"agent": f"zd-agent-{AGENT1}"}, 600.0),   # 300 -> 900
+    ("cs_agent_handle_seconds_sum", {"agent": f"zd-agent-{AGENT2}"}, 1100.001),
+    ("cs_reopened_total", {"shop": ZENDESK_SHOP}, 0),       # PENDING -> OPEN is no reopen
+    ("cs_resolved_total", ZD_LATER, 1),
+    ("cs_resolution_seconds_sum", ZD_LATER, 2000.001),      # closed after the last reply
+    ("cs_csat_score_sum", ZD_LATER, 5.0),
+    ("cs_agent_csat_score_sum", {"agent": f"zd-agent-{AGENT2}"}, 5.0),
+    ("cs_waiting_conversations", {"shop": ZENDESK_SHOP}, 0),
+]
+
+
+ZD_MESSAGING = {"shop": ZENDESK_SHOP, "queue": "group-360001", "channel": "chat"}
+WEB_USER = "58789189659033"
+
+
+def zendesk_messaging_story(t0: float) -> list[Body]:
+    """A messaging ticket created by the bot's escalation, with a group: queued at creation,
+    the requester's opening comment is the request (the wait starts there); a trigger's and
+    the answer bot's messages are bots; Zendesk also sends the messages as comments: each
+    counts once."""
+    t = zd.Ticket("141", created=t0, via="native_messaging", group="360001", status="OPEN",
+                  requester=WEB_USER,
+                  description="Conversation with Web User 6a27d07ec70c5f1aa576a17b")
+    return [
+        *t.update(t0, WEB_USER, ("created", None),
+                  ("comment", (WEB_USER, False, False,
+                               "Conversation with Web User 6a27d07ec70c5f1aa576a17b"))),
+        t.message(t0 + 0.5, "trigger", "trigger", "Thanks! An agent will be with you shortly"),
+        t.message(t0 + 1, "system", "zd:answerBot", "Transferring you to an agent"),
+        t.message(t0 + 30, "end_user", "6a4f5df5dae152f024959a1a", "Hello? anyone"),
+        *t.update(t0 + 30, WEB_USER, ("comment", (WEB_USER, False, True, "Hello? anyone"))),
+        *t.update(t0 + 40, AGENT1, ("agent", AGENT1)),
+        t.message(t0 + 90, "agent", AGENT1, "Hi, I'm here"),
+        *t.update(t0 + 90, AGENT1, ("comment", (AGENT1, True, True, "Hi, I'm here"))),
+        *t.update(t0 + 200, AGENT1, ("status", "SOLVED")),
+    ]
+
+
+ZENDESK_MESSAGING_FIGURES: list[Figure] = [
+    ("cs_queued_total", ZD_MESSAGING, 1),
+    ("cs_first_response_seconds_sum", ZD_MESSAGING, 90.0),   # from the opening request
+    ("cs_messages_total", ZD_MESSAGING | {"sender": "customer"}, 2),
+    ("cs_messages_total", ZD_MESSAGING | {"sender": "bot"}, 2),
+    ("cs_messages_total", ZD_MESSAGING | {"sender": "agent"}, 1),
+    ("cs_resolved_total", ZD_MESSAGING, 1),
+    ("cs_reopened_total", ZD_MESSAGING, 0),
+]
+ZD_WEB = {"shop": ZENDESK_SHOP, "queue": "unassigned", "channel": "email"}
+
+
+def zendesk_web_form_story(t0: float, reverse: bool = False) -> list[Body]:
+    """A web-form ticket solved with the reply in one update, reopened by the customer's
+    answer in another (each update's events in Zendesk's order, or reversed): the reply
+    answers before the close, the answer waits in the reopened segment."""
+    t = zd.Ticket("19395", created=t0, via="web_form")
+    updates = [
+        t.update(t0, REQUESTER, ("created", None),
+                 ("comment", (REQUESTER, False, True, "Hi There"))),
+        t.update(t0 + 60, AGENT1, ("comment", (AGENT1, True, True, "Fixed")),
+                 ("status", "SOLVED")),
+        t.update(t0 + 500, REQUESTER, ("comment", (REQUESTER, False, True, "Still broken")),
+                 ("status", "OPEN")),
+        t.update(t0 + 560, AGENT1, ("comment", (AGENT1, True, True, "Looking again"))),
+    ]
+    return [b for u in updates for b in (reversed(u) if reverse else u)]
+
+
+ZENDESK_WEB_FORM_FIGURES: list[Figure] = [
+    ("cs_queued_total", ZD_WEB, 2),
+    ("cs_first_response_seconds_sum", ZD_WEB, 120.0),      # 60 + 60
+    ("cs_reopened_total", ZD_WEB, 1),
+    ("cs_resolved_total", ZD_WEB, 1),
+    ("cs_waiting_conversations", ZD_WEB, 0),
+]

@@ -20,12 +20,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cs_pulse.ingest.decode import Decoder, Rejected
-from cs_pulse.sources.webhooks import chatwoot, intercom
+from cs_pulse.sources.webhooks import chatwoot, intercom, zendesk
 from cs_pulse.sources.webhooks.platform import Delivery, Malformed, Platform
 from factory import T0
 from shapes import chatwoot as cw
 from shapes import intercom as ic
-from shapes.stories import chatwoot_story, intercom_story
+from shapes import zendesk as zd
+from shapes.stories import chatwoot_story, intercom_story, zendesk_story
 from webhook_harness import receiver
 
 JSON = st.recursive(
@@ -36,9 +37,11 @@ JSON = st.recursive(
     max_leaves=12)
 CHATWOOT = chatwoot.Chatwoot(b"cw", "shop-cw")
 INTERCOM = intercom.Intercom(b"ic", "shop-ic")
+ZENDESK = zendesk.Zendesk(b"zd", "", frozenset({"900"}))
 BODIES: list[tuple[Platform, dict[str, Any]]] = (
     [(CHATWOOT, b) for _, b in chatwoot_story(T0)]
-    + [(INTERCOM, b) for b in intercom_story(T0)])
+    + [(INTERCOM, b) for b in intercom_story(T0)]
+    + [(ZENDESK, b) for update in zendesk_story(T0) for b in update])
 DECODER = Decoder(now=lambda: 4.0e9)
 
 
@@ -56,7 +59,7 @@ def paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]
 def replaced(document: Any, path: tuple[Any, ...], new: Any) -> Any:
     if not path:
         return new
-    copy = orjson.loads(orjson.dumps(document))
+    copy = json.loads(json.dumps(document))   # Zendesk's sequence ids are wider than 64 bits
     node = copy
     for step in path[:-1]:
         node = node[step]
@@ -92,7 +95,7 @@ def live() -> Iterator[int]:
 
     async def serve() -> None:
         platforms = [chatwoot.Chatwoot(b"cw", "shop-cw", url_token="tok"),
-                     intercom.Intercom(b"ic", "shop-ic")]
+                     intercom.Intercom(b"ic", "shop-ic"), ZENDESK]
         async with receiver(platforms) as rx:
             port.append(rx.port)
             while not stop.is_set():
@@ -121,6 +124,10 @@ def post(port: int, path: str, body: bytes, headers: dict[str, str]) -> int:
 def signed_for(path: str, body: bytes) -> dict[str, str]:
     if path == "/intercom":
         return {"X-Hub-Signature": intercom.sign(b"ic", body)}
+    if path == "/zendesk":
+        stamp = zd.whole(time.time())
+        return {"x-zendesk-webhook-signature-timestamp": stamp,
+                "x-zendesk-webhook-signature": zendesk.sign(b"zd", stamp, body)}
     if path == "/chatwoot":
         ts = str(int(time.time()))
         return {"X-Chatwoot-Timestamp": ts, "X-Chatwoot-Signature": chatwoot.sign(b"cw", ts, body)}
@@ -132,7 +139,8 @@ BODIES_AS_SENT = JSON.map(lambda v: json.dumps(v).encode()) | st.binary(max_size
 
 @settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(path=st.sampled_from(["/chatwoot", "/intercom", "/chatwoot/tok"]), body=BODIES_AS_SENT,
+@given(path=st.sampled_from(["/chatwoot", "/intercom", "/zendesk", "/chatwoot/tok"]),
+       body=BODIES_AS_SENT,
        sign=st.booleans())
 def test_any_signed_json_or_bytes_gets_no_5xx(live: int, path: str, body: bytes,
                                               sign: bool) -> None:
@@ -147,3 +155,6 @@ def test_the_receiver_still_takes_deliveries_after_the_fuzzing(live: int) -> Non
     conv = ic.Conversation("991", created=time.time())
     body = orjson.dumps(conv.user_created())
     assert post(live, "/intercom", body, signed_for("/intercom", body)) == 200
+    ticket = zd.Ticket("992", created=time.time())
+    body = zd.dumps(ticket.update(time.time(), "1", ("created", None))[0])
+    assert post(live, "/zendesk", body, signed_for("/zendesk", body)) == 200

@@ -22,21 +22,30 @@ import pytest
 
 from cs_pulse.devtools.embedded_kafka import KafkaBroker, free_port
 from cs_pulse.settings import Settings
-from cs_pulse.sources.webhooks import chatwoot, intercom
+from cs_pulse.sources.webhooks import chatwoot, intercom, zendesk
 from harness import Topology, WorkerProcess, value
+from shapes import zendesk as zd
 from shapes.stories import (
     CHATWOOT_FIGURES,
     CHATWOOT_SHOP,
+    INTEGRATION,
     INTERCOM_FIGURES,
     INTERCOM_SHOP,
+    ZENDESK_FIGURES,
+    ZENDESK_MESSAGING_FIGURES,
+    ZENDESK_SHOP,
+    ZENDESK_WEB_FORM_FIGURES,
     chatwoot_story,
     check,
     intercom_story,
+    zendesk_messaging_story,
+    zendesk_story,
+    zendesk_web_form_story,
 )
 from webhook_harness import receiver
 
 pytestmark = pytest.mark.kafka
-CW_SECRET, IC_SECRET = b"cw-secret", b"ic-client-secret"
+CW_SECRET, IC_SECRET, ZD_SECRET = b"cw-secret", b"ic-client-secret", b"zd-signing-secret"
 
 
 def chatwoot_request(body: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
@@ -52,6 +61,16 @@ def intercom_request(body: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
     return raw, {"Content-Type": "application/json", "User-Agent":
                  "intercom-parrot-service-client/1.0",
                  "X-Hub-Signature": intercom.sign(IC_SECRET, raw)}
+
+
+def zendesk_request(body: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    raw = zd.dumps(body)
+    stamp = zd.whole(time.time())
+    return raw, {"Content-Type": "application/json", "x-zendesk-account-id": str(zd.ACCOUNT),
+                 "x-zendesk-webhook-id": "01F1KRFQ6BG29CNWFR60NK5FNY",
+                 "x-zendesk-webhook-invocation-id": "8350205582",
+                 "x-zendesk-webhook-signature-timestamp": stamp,
+                 "x-zendesk-webhook-signature": zendesk.sign(ZD_SECRET, stamp, raw)}
 
 
 async def post(port: int, path: str, request: tuple[bytes, dict[str, str]]) -> int:
@@ -76,9 +95,11 @@ def test_one_conversation_per_platform_through_the_broker_and_a_worker(
     settings = Settings(broker=kafka.bootstrap, events_topic=topo.events_topic,
                         dlq_topic=topo.dlq_topic, partitions=4)
     platforms = [chatwoot.Chatwoot(CW_SECRET, CHATWOOT_SHOP),
-                 intercom.Intercom(IC_SECRET, INTERCOM_SHOP)]
+                 intercom.Intercom(IC_SECRET, INTERCOM_SHOP),
+                 zendesk.Zendesk(ZD_SECRET, ZENDESK_SHOP, frozenset({INTEGRATION}))]
     worker = WorkerProcess(topo, tmp_path).start()
     start = float(int(time.time()) - 900)   # whole seconds, as Chatwoot dates a creation
+    # (Zendesk's story, 2,100 s long, starts 1,500 s earlier: every event in the past)
 
     async def deliver() -> dict[str, Any]:
         async with receiver(platforms, forward_to=settings) as rx:
@@ -86,21 +107,30 @@ def test_one_conversation_per_platform_through_the_broker_and_a_worker(
                   for _, b in chatwoot_story(start)]
             ic = [await post(rx.port, "/intercom", intercom_request(b))
                   for b in intercom_story(start)]
+            zendesk_bodies = [*(b for update in zendesk_story(start - 1500) for b in update),
+                              *zendesk_messaging_story(start),
+                              *zendesk_web_form_story(start, reverse=True)]
+            zds = [await post(rx.port, "/zendesk", zendesk_request(b)) for b in zendesk_bodies]
             deadline = time.monotonic() + 30
             while rx.spool.depth and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
-            return {"chatwoot": cw, "intercom": ic, "held": rx.spool.depth,
-                    "counted": {p: await rx.rejected(p) for p in ("chatwoot", "intercom")}}
+            return {"chatwoot": cw, "intercom": ic, "zendesk": zds, "held": rx.spool.depth,
+                    "counted": {p: await rx.rejected(p)
+                                for p in ("chatwoot", "intercom", "zendesk")}}
 
     try:
         got = asyncio.run(deliver())
-        assert set(got["chatwoot"]) == {200} and set(got["intercom"]) == {200}
+        assert {*got["chatwoot"], *got["intercom"], *got["zendesk"]} == {200}
         assert got["held"] == 0
         # Ignored: Chatwoot's note and status_changed (changed_attributes null); Intercom's
         # note and snooze. The redelivery is known by its notification id.
         assert got["counted"]["chatwoot"] == {"accepted": 11, "ignored": 2}
         assert got["counted"]["intercom"] == {"accepted": 16, "ignored": 2, "duplicate": 1}
-        assert worker_figures(worker, CHATWOOT_FIGURES + INTERCOM_FIGURES) == {}
+        # Zendesk: the note ignored, the retried reply known by its event id.
+        assert got["counted"]["zendesk"] == {"accepted": 30, "ignored": 1, "duplicate": 1}
+        figures = (CHATWOOT_FIGURES + INTERCOM_FIGURES + ZENDESK_FIGURES
+                   + ZENDESK_MESSAGING_FIGURES + ZENDESK_WEB_FORM_FIGURES)
+        assert worker_figures(worker, figures) == {}
     finally:
         worker.stop()
 

@@ -153,6 +153,14 @@ def label(prefix: str, value: Any) -> str:
     return text
 
 
+def shop_label(value: Any) -> str:
+    """A shop id (a configured name, or a platform's account id) as the worker takes it."""
+    text = str(value) if isinstance(value, int | str) and not isinstance(value, bool) else ""
+    if not LABEL.fullmatch(text):
+        raise Malformed(f"shop {value!r} is not a label (1-64 of A-Z a-z 0-9 _ . : @ -)"[:200])
+    return text
+
+
 def word(value: Any) -> str | None:
     """A JSON string field used as a keyword (a type, a status), None for anything else: a
     platform's enums are compared and looked up, never trusted to be strings."""

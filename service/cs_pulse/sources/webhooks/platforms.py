@@ -5,7 +5,8 @@ secret is unset); the receiver serves ``POST /<name>`` for every one configured.
 
 from __future__ import annotations
 
-from cs_pulse.sources.webhooks import chatwoot, intercom
+from cs_pulse.sources.webhooks import chatwoot, intercom, zendesk
 from cs_pulse.sources.webhooks.platform import PlatformFactory
 
-PLATFORMS: tuple[PlatformFactory, ...] = (chatwoot.platform, intercom.platform)
+PLATFORMS: tuple[PlatformFactory, ...] = (chatwoot.platform, intercom.platform,
+                                           zendesk.platform)

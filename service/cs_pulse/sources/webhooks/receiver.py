@@ -18,8 +18,10 @@ modules (``platforms.py`` lists them); nothing here names one.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -55,8 +57,23 @@ log = logging.getLogger("cs_pulse.sources.webhooks")
 OUTCOMES = ("accepted", "ignored", "duplicate", "malformed", "unsigned", "stale", "forged",
             "too_large", "rate_limited", "timeout", "in_flight", "overloaded", "spool_full",
             "failed")
+WIDE_INTEGER = re.compile(rb"\d{19}")   # 2**63 has 19 digits: such a run may not fit
 DRAIN_SECONDS = 20.0   # inside Kubernetes' default 30 s grace period
 _TOO_LARGE, _TIMEOUT = object(), object()
+
+
+def parse_json(body: bytes) -> Any:
+    """The body's JSON: orjson, except when the body holds an integer wider than 64 bits
+    (Zendesk's ``meta.sequence.id``): orjson would make it a float, and two different ids
+    could meet; the standard library keeps it exact. Non-standard constants (NaN, Infinity)
+    are refused either way."""
+    if WIDE_INTEGER.search(body):
+        return json.loads(body, parse_constant=_refuse_constant)
+    return orjson.loads(body)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 # --- HTTP helpers ------------------------------------------------------------------------------
@@ -220,11 +237,13 @@ def build_receiver_app(platforms: Sequence[Platform], spool: Spool,
                         verdict.reason, verdict.detail)
             return refuse(platform, verdict.reason, 401, verdict.reason)
         try:
-            payload = orjson.loads(body)
+            payload = parse_json(body)
             if not isinstance(payload, dict):
                 raise Malformed(f"the body is a JSON {type(payload).__name__}, not an object")
             mapped = platform.map(payload, delivery)
-        except (Malformed, orjson.JSONDecodeError) as exc:
+            events = [matcher.redact(e) for e in mapped.events]   # no text beyond this point
+            record = events_record(events) if events else b""
+        except (Malformed, ValueError) as exc:   # JSON errors are ValueErrors
             return await dead_letter(platform, str(exc), body)
         except Exception as exc:   # an adapter's own bug must not lose the delivery
             log.exception("%s webhook: mapping failed", platform.name)
@@ -240,10 +259,9 @@ def build_receiver_app(platforms: Sequence[Platform], spool: Spool,
             return refuse(platform, "in_flight", 409, "delivery in progress", 1)
         taken = False
         try:
-            events = [matcher.redact(e) for e in mapped.events]   # no text beyond this point
             if events:
                 try:
-                    await spool.append(events_record(events), delivery.received_ms)
+                    await spool.append(record, delivery.received_ms)
                 except SpoolFull:
                     log.error("webhook spool full (%d bytes): %s delivery refused",
                               spool.size, platform.name)
@@ -317,8 +335,8 @@ def enabled_platforms(settings: Settings) -> list[Platform]:
     found = [p for p in (factory(settings) for factory in PLATFORMS) if p is not None]
     if not found:
         raise ConfigError("cs-pulse webhook: no platform configured (set "
-                          "CS_PULSE_CHATWOOT_SECRET, CS_PULSE_INTERCOM_CLIENT_SECRET, ...; "
-                          "see README: Chat platforms)")
+                          "CS_PULSE_CHATWOOT_SECRET, CS_PULSE_INTERCOM_CLIENT_SECRET or "
+                          "CS_PULSE_ZENDESK_WEBHOOK_SECRET; see README: Chat platforms)")
     return found
 
 
