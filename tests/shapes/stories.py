@@ -169,24 +169,26 @@ ZENDESK_FIGURES: list[Figure] = [
     ("cs_queued_total", ZD_FIRST, 1),
     ("cs_first_response_seconds_sum", ZD_FIRST, 1500.0),   # 25 min, not the 5 s auto-reply
     ("cs_service_level_contacts_total", ZD_FIRST | {"outcome": "answered_after"}, 1),
-    ("cs_response_seconds_sum", {"shop": ZENDESK_SHOP}, 1700.0),   # 1500 + (2000 - 1800)
-    ("cs_messages_total", {"shop": ZENDESK_SHOP, "sender": "customer"}, 2),
-    ("cs_messages_total", {"shop": ZENDESK_SHOP, "sender": "agent"}, 2),   # no note
-    ("cs_messages_total", {"shop": ZENDESK_SHOP, "sender": "bot"}, 1),     # the auto-reply
+    ("cs_response_seconds_sum", ZD_LATER, 1700.0),          # 1500 + (2000 - 1800)
+    ("cs_messages_total", ZD_FIRST | {"sender": "customer"}, 1),
+    ("cs_messages_total", ZD_LATER | {"sender": "customer"}, 1),   # after the transfer
+    ("cs_messages_total", ZD_LATER | {"sender": "agent"}, 2),      # no note
+    ("cs_messages_total", ZD_FIRST | {"sender": "bot"}, 1),        # the auto-reply
     ("cs_transferred_total", ZD_FIRST, 1),                  # one update: one transfer
     ("cs_agent_handle_seconds_sum", {"agent": f"zd-agent-{AGENT1}"}, 600.0),   # 300 -> 900
     ("cs_agent_handle_seconds_sum", {"agent": f"zd-agent-{AGENT2}"}, 1100.001),
-    ("cs_reopened_total", {"shop": ZENDESK_SHOP}, 0),       # PENDING -> OPEN is no reopen
+    ("cs_reopened_total", ZD_FIRST, 0),                     # PENDING -> OPEN is no reopen
+    ("cs_reopened_total", ZD_LATER, 0),
     ("cs_resolved_total", ZD_LATER, 1),
     ("cs_resolution_seconds_sum", ZD_LATER, 2000.001),      # closed after the last reply
     ("cs_csat_score_sum", ZD_LATER, 5.0),
     ("cs_agent_csat_score_sum", {"agent": f"zd-agent-{AGENT2}"}, 5.0),
-    ("cs_waiting_conversations", {"shop": ZENDESK_SHOP}, 0),
+    ("cs_waiting_conversations", ZD_LATER, 0),
 ]
 
 
 ZD_MESSAGING = {"shop": ZENDESK_SHOP, "queue": "group-360001", "channel": "chat"}
-WEB_USER = "58789189659033"
+WEB_USER, MESSAGING_AGENT, WEB_FORM_AGENT = "58789189659033", "7101", "7201"
 
 
 def zendesk_messaging_story(t0: float) -> list[Body]:
@@ -205,10 +207,11 @@ def zendesk_messaging_story(t0: float) -> list[Body]:
         t.message(t0 + 1, "system", "zd:answerBot", "Transferring you to an agent"),
         t.message(t0 + 30, "end_user", "6a4f5df5dae152f024959a1a", "Hello? anyone"),
         *t.update(t0 + 30, WEB_USER, ("comment", (WEB_USER, False, True, "Hello? anyone"))),
-        *t.update(t0 + 40, AGENT1, ("agent", AGENT1)),
-        t.message(t0 + 90, "agent", AGENT1, "Hi, I'm here"),
-        *t.update(t0 + 90, AGENT1, ("comment", (AGENT1, True, True, "Hi, I'm here"))),
-        *t.update(t0 + 200, AGENT1, ("status", "SOLVED")),
+        *t.update(t0 + 40, MESSAGING_AGENT, ("agent", MESSAGING_AGENT)),
+        t.message(t0 + 90, "agent", MESSAGING_AGENT, "Hi, I'm here"),
+        *t.update(t0 + 90, MESSAGING_AGENT, ("comment", (MESSAGING_AGENT, True, True,
+                                                         "Hi, I'm here"))),
+        *t.update(t0 + 200, MESSAGING_AGENT, ("status", "SOLVED")),
     ]
 
 
@@ -232,11 +235,12 @@ def zendesk_web_form_story(t0: float, reverse: bool = False) -> list[Body]:
     updates = [
         t.update(t0, REQUESTER, ("created", None),
                  ("comment", (REQUESTER, False, True, "Hi There"))),
-        t.update(t0 + 60, AGENT1, ("comment", (AGENT1, True, True, "Fixed")),
+        t.update(t0 + 60, WEB_FORM_AGENT, ("comment", (WEB_FORM_AGENT, True, True, "Fixed")),
                  ("status", "SOLVED")),
         t.update(t0 + 500, REQUESTER, ("comment", (REQUESTER, False, True, "Still broken")),
                  ("status", "OPEN")),
-        t.update(t0 + 560, AGENT1, ("comment", (AGENT1, True, True, "Looking again"))),
+        t.update(t0 + 560, WEB_FORM_AGENT, ("comment", (WEB_FORM_AGENT, True, True,
+                                                        "Looking again"))),
     ]
     return [b for u in updates for b in (reversed(u) if reverse else u)]
 

@@ -98,19 +98,24 @@ def test_one_conversation_per_platform_through_the_broker_and_a_worker(
                  intercom.Intercom(IC_SECRET, INTERCOM_SHOP),
                  zendesk.Zendesk(ZD_SECRET, ZENDESK_SHOP, frozenset({INTEGRATION}))]
     worker = WorkerProcess(topo, tmp_path).start()
-    start = float(int(time.time()) - 900)   # whole seconds, as Chatwoot dates a creation
-    # (Zendesk's story, 2,100 s long, starts 1,500 s earlier: every event in the past)
+    # Each story in a time window of its own, delivered in time order: a partition's events
+    # come in order (older ones after newer would be late). Chatwoot's last: its CSAT takes
+    # the receipt time. Whole seconds, as Chatwoot dates a creation.
+    base = float(int(time.time()) - 4100)
+    windows = {"intercom": base, "zendesk": base + 600, "messaging": base + 2800,
+               "web form": base + 3100, "chatwoot": base + 3700}
 
     async def deliver() -> dict[str, Any]:
         async with receiver(platforms, forward_to=settings) as rx:
-            cw = [await post(rx.port, "/chatwoot", chatwoot_request(b))
-                  for _, b in chatwoot_story(start)]
             ic = [await post(rx.port, "/intercom", intercom_request(b))
-                  for b in intercom_story(start)]
-            zendesk_bodies = [*(b for update in zendesk_story(start - 1500) for b in update),
-                              *zendesk_messaging_story(start),
-                              *zendesk_web_form_story(start, reverse=True)]
+                  for b in intercom_story(windows["intercom"])]
+            zendesk_bodies = [
+                *(b for update in zendesk_story(windows["zendesk"]) for b in update),
+                *zendesk_messaging_story(windows["messaging"]),
+                *zendesk_web_form_story(windows["web form"], reverse=True)]
             zds = [await post(rx.port, "/zendesk", zendesk_request(b)) for b in zendesk_bodies]
+            cw = [await post(rx.port, "/chatwoot", chatwoot_request(b))
+                  for _, b in chatwoot_story(windows["chatwoot"])]
             deadline = time.monotonic() + 30
             while rx.spool.depth and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
