@@ -52,16 +52,22 @@ class Batch:
     def of(cls, records: list[Record]) -> Batch:
         batch = cls()
         for record in records:
-            content = orjson.loads(record.payload)
-            if "events" in content:
-                batch.events += content["events"]
-            else:
+            try:
+                content = orjson.loads(record.payload)
+                if "events" in content:
+                    batch.events += content["events"]
+                    continue
                 dead = content["dead"]
                 batch.dead_letters.append((base64.b64decode(dead["body"]), [
                     ("reason", DEAD_LETTER_REASON),
                     ("detail", str(dead["detail"]).encode(errors="replace")),
                     ("source", f"webhook/{dead['platform']}".encode()),
                 ]))
+            except (ValueError, KeyError, TypeError) as exc:   # never written so: kept anyway
+                log.error("webhook spool: an unreadable record (%s), sent as a dead letter", exc)
+                batch.dead_letters.append((record.payload, [
+                    ("reason", b"webhook_spool_unreadable"),
+                    ("detail", str(exc).encode(errors="replace")), ("source", b"webhook")]))
         return batch
 
 
@@ -79,8 +85,9 @@ class Forwarder:
     connects again: the batch is sent again from the spool, whole."""
 
     def __init__(self, spool: Spool, connect: Callable[[], Awaitable[Sender]],
-                 batch: int = 500) -> None:
+                 batch: int = 500, first_backoff: float = 1.0) -> None:
         self.spool, self.connect, self.batch = spool, connect, batch
+        self.first_backoff = first_backoff
         self.connected = False
         self.failures = 0              # sends or connections that failed
         self.forwarded_events = 0
@@ -89,13 +96,13 @@ class Forwarder:
 
     async def run(self) -> None:
         sender: Sender | None = None
-        backoff = 1.0
+        backoff = self.first_backoff
         try:
             while True:
                 await self.spool.wait()
-                records = self.spool.read(self.batch)
-                batch = Batch.of(records)
                 try:
+                    records = self.spool.read(self.batch)
+                    batch = Batch.of(records)
                     if sender is None:
                         sender = await self.connect()
                         self.connected = True
@@ -105,9 +112,9 @@ class Forwarder:
                     raise
                 except Exception as exc:
                     self.failures += 1
-                    log.warning("webhook forwarder: Kafka did not take %d deliveries (%s: %s);"
-                                " %d held in the spool, retrying in %.0f s", len(records),
-                                type(exc).__name__, exc, self.spool.depth, backoff)
+                    log.warning("webhook forwarder: deliveries not forwarded (%s: %s); %d held "
+                                "in the spool, retrying in %.0f s", type(exc).__name__, exc,
+                                self.spool.depth, backoff)
                     self.connected = False
                     if sender is not None:
                         await sender.close()
@@ -115,7 +122,7 @@ class Forwarder:
                     await asyncio.sleep(backoff)
                     backoff = min(MAX_BACKOFF, backoff * 2)
                     continue
-                backoff = 1.0
+                backoff = self.first_backoff
                 self.spool.commit(records)
                 self.forwarded_deliveries += len(records)
                 self.forwarded_events += len(batch.events)
