@@ -226,7 +226,11 @@ def build_receiver_app(platforms: Sequence[Platform], spool: Spool,
         replays.expire(now)
         delivery = Delivery(request.headers, body, int(now * 1000),
                             request.match_info.get("token"))
-        verdict = platform.authenticate(delivery, now, window)
+        try:
+            verdict = platform.authenticate(delivery, now, window)
+        except Exception as exc:   # an adapter's own bug: refused, never a 5xx
+            log.exception("%s webhook: authentication failed", platform.name)
+            verdict = Refused("forged", f"{type(exc).__name__}: {exc}")
         if isinstance(verdict, Refused):
             # Only what fails authentication pays from the client's bucket: a platform sends
             # everything from one address, and its signed deliveries are never throttled.
@@ -278,7 +282,7 @@ def build_receiver_app(platforms: Sequence[Platform], spool: Spool,
         counts.deliveries.labels(platform.name, kind(platform, mapped)).inc()
         if not events:
             counts.requests.labels(platform.name, "ignored").inc()
-            return web.json_response({"ignored": mapped.kind})
+            return web.json_response({"ignored": kind(platform, mapped)})
         counts.requests.labels(platform.name, "accepted").inc()
         counts.events.labels(platform.name).inc(len(events))
         return web.json_response({"accepted": len(events)})
