@@ -24,6 +24,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from cs_pulse.devtools.children import spawn, stopped_on_signals
 from cs_pulse.devtools.embedded_kafka import KafkaBroker, free_port
 from cs_pulse.kafka_client import child_env
 from cs_pulse.sources.produce import EventProducer
@@ -74,7 +75,7 @@ def one_start(bootstrap: str, workers: int, tmp: Path, source: str | None,
         port = free_port()
         ports.append(port)
         log = open(tmp / f"{name}-{i}.log", "wb")  # noqa: SIM115 - owned by the child
-        procs.append(subprocess.Popen(
+        procs.append(spawn(
             [sys.executable, "-m", "cs_pulse.cli", "worker"],
             env=env | {"CS_PULSE_METRICS_PORT": str(port),
                        "CS_PULSE_DATA_DIR": str(tmp / f"{name}-{i}")},
@@ -138,4 +139,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with stopped_on_signals():   # SIGTERM, SIGHUP: stop the children as ^C does
+        main()

@@ -76,9 +76,12 @@ def quix_rate(kafka: KafkaTarget, topic: str, n: int, tmp: Path, timeout: float 
                QUIX_TOPIC=topic, QUIX_EVENTS=str(n),
                QUIX_OUT=str(out), QUIX_GROUP=f"quix-{uuid.uuid4().hex[:6]}",
                QUIX_STATE_DIR=str(tmp / "quix-state"))
+    # Imported here: the job's own interpreter has no cs-pulse.
+    from cs_pulse.devtools.children import spawn
+
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([python, str(Path(__file__).resolve())], env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = spawn([python, str(Path(__file__).resolve())], env=env,
+                     stdout=log, stderr=subprocess.STDOUT)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:

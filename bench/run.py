@@ -36,6 +36,7 @@ from prometheus_client import generate_latest
 
 from bench.quix_job import INSTALL_HINT, quix_rate
 from cs_pulse import topics
+from cs_pulse.devtools.children import spawn, stopped_on_signals
 from cs_pulse.devtools.embedded_kafka import KafkaBroker, free_port
 from cs_pulse.kafka_client import KafkaTarget, aiokafka_kwargs, child_env
 from cs_pulse.metrics.collector import engine_registry
@@ -144,7 +145,7 @@ class Worker:
                    CS_PULSE_PARTITIONS=str(PARTITIONS), CS_PULSE_METRICS_HOST="127.0.0.1",
                    CS_PULSE_METRICS_PORT=str(self.port), CS_PULSE_DATA_DIR=str(tmp / app_id))
         self.log = open(tmp / f"{app_id}-{self.port}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "cs_pulse.cli", "worker"],
+        self.proc = spawn([sys.executable, "-m", "cs_pulse.cli", "worker"],
                                      env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def metric(self, name: str) -> float:
@@ -455,4 +456,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with stopped_on_signals():   # SIGTERM, SIGHUP: stop the children as ^C does
+        main()

@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 from bench.run import PARTITIONS, Worker, create_topic, metric_sum, scrape
+from cs_pulse.devtools.children import spawn, stopped_on_signals
 from cs_pulse.devtools.embedded_kafka import KafkaBroker
 from cs_pulse.kafka_client import child_env
 
@@ -44,7 +45,7 @@ def main() -> None:
         worker = Worker(kafka.bootstrap, f"soak-{uuid.uuid4().hex[:6]}", topic, Path(tmpdir))
         env_sim = {**child_env(kafka.bootstrap), "CS_PULSE_EVENTS_TOPIC": topic,
                    "CS_PULSE_PARTITIONS": str(PARTITIONS)}
-        sim = subprocess.Popen(
+        sim = spawn(
             [sys.executable, "-m", "cs_pulse.cli", "simulate", "--speed", str(args.speed),
              "--duration", str(args.minutes * 60), "--rate", str(args.rate), "--shops", "4"],
             env=dict(os.environ, **env_sim), stdout=subprocess.DEVNULL)
@@ -72,4 +73,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with stopped_on_signals():   # SIGTERM, SIGHUP: stop the children as ^C does
+        main()

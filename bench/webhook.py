@@ -31,6 +31,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from cs_pulse.devtools.children import spawn, stopped_on_signals
 from cs_pulse.devtools.embedded_kafka import KafkaBroker, free_port
 from cs_pulse.sources.webhooks.chatwoot import sign
 
@@ -68,7 +69,7 @@ class Receiver:
             "CS_PULSE_CHATWOOT_SECRET": SECRET.decode(), "CS_PULSE_CHATWOOT_SHOP": "bench",
             "CS_PULSE_WEBHOOK_MAX_IN_FLIGHT": "256"}
         self.log = open(folder / f"receiver-{self.port}.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "cs_pulse.cli", "webhook"],
+        self.proc = spawn([sys.executable, "-m", "cs_pulse.cli", "webhook"],
                                      env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     async def ready(self) -> None:
@@ -190,4 +191,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with stopped_on_signals():   # SIGTERM, SIGHUP: stop the children as ^C does
+        main()

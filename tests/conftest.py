@@ -1,4 +1,5 @@
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -7,9 +8,18 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from cs_pulse.devtools.children import interrupt
 from cs_pulse.devtools.embedded_kafka import DEFAULT_KAFKA_VERSION, KafkaBroker
 
 SERVICE = Path(__file__).resolve().parents[1] / "service"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A run stopped by SIGTERM or SIGHUP (a CI timeout, a closed terminal) unwinds like ^C:
+    the fixtures stop the broker and the workers (which also die with this process however it
+    dies: devtools/children.py)."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

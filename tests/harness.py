@@ -17,6 +17,7 @@ from typing import Any
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from cs_pulse.devtools.children import spawn
 from cs_pulse.devtools.embedded_kafka import free_port
 from cs_pulse.metrics.collector import engine_registry
 from cs_pulse.settings import Settings
@@ -78,8 +79,8 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
-        self.proc = subprocess.Popen([sys.executable, "-m", "cs_pulse.cli", "worker"],
-                                     env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = spawn([sys.executable, "-m", "cs_pulse.cli", "worker"],
+                          env=self.env, stdout=log, stderr=subprocess.STDOUT)
         self.wait_until(lambda s: True, timeout=60)
         return self
 

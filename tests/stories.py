@@ -54,16 +54,17 @@ class Story:
     grace: float = 5.0
     partitions: int = 3
 
-    def releases(self, upto: int) -> list[tuple[int, int]]:
-        """Release points of every probe before record ``upto``: each partition's last offset."""
-        out: list[tuple[int, int]] = []
+    def releases(self, upto: int) -> list[tuple[int, int, int]]:
+        """Release points of every probe before record ``upto``: each partition's last offset,
+        with the probe's reading instant as the release's clock (ms)."""
+        out: list[tuple[int, int, int]] = []
         for probe in self.probes:
             if probe.after > upto:
                 break
             last: dict[int, int] = {}
             for p, o, _, _ in self.records[:probe.after]:
                 last[p] = o
-            out += sorted(last.items())
+            out += [(p, o, round(probe.now * 1000)) for p, o in sorted(last.items())]
         return out
 
 

@@ -50,10 +50,11 @@ class Story:
                  **kw)
 
     def run(self, now: float) -> Metrics:
-        """Every record fed in order, every partition released, read at T0 + ``now``."""
+        """Every record fed in order, every partition released with the reading instant as
+        its clock (README: a reading counts as a release), read at T0 + ``now``."""
         ip = InProcess(self.settings)
         ip.feed(self.records)
-        ip.release_all()
+        ip.release_all(T0 + now)
         self.releases = [(p, n - 1) for p, n in self._offsets.items()]
         return Metrics(ip.samples(T0 + now))
 

@@ -268,17 +268,22 @@ def attendance_command(first: datetime, last: datetime, day: datetime | None,
 @cli.command("kafka", help="run the embedded development Kafka broker")
 @click.option("--port", type=int, default=9092)
 def kafka_command(port: int) -> int:
+    from cs_pulse.devtools.children import stopped_on_signals
     from cs_pulse.devtools.embedded_kafka import KafkaBroker
 
-    broker = KafkaBroker(port=port, cache=current_settings().cache).start()
-    print(f"Kafka on {broker.bootstrap} (^C to stop)", flush=True)
-    try:
-        assert broker.process is not None
-        broker.process.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        broker.stop()
+    # SIGINT, SIGTERM and SIGHUP stop the broker and remove its data; the broker also dies
+    # with this process if it is killed outright (devtools/children.py).
+    with stopped_on_signals():
+        broker = KafkaBroker(port=port, cache=current_settings().cache)
+        try:
+            broker.start()
+            print(f"Kafka on {broker.bootstrap} (^C to stop)", flush=True)
+            assert broker.process is not None
+            broker.process.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            broker.stop()
     return 0
 
 

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
-from cs_pulse.audit.recompute import Record, Sample, recompute
+from cs_pulse.audit.recompute import Record, Release, Sample, recompute
 from cs_pulse.domain.staffing import recommend
 
 SH = timezone(timedelta(hours=8))
@@ -639,6 +639,209 @@ def test_expiry_of_an_open_conversation_and_forgetting_a_closed_one() -> None:
     orph = {lb["type"]: v for lb, v in r.named("cs_events_orphaned_total")}
     assert orph == {"satisfaction.rated": 1}
     assert r.val("cs_csat_score_count", Q) == 1
+
+# README "Time, order and lateness" (a release has a clock; a reading counts as a release of
+# every partition with now as its clock) and "Conversations" -> "Expiry" (a deadline before the
+# clock of a release or before now has expired).
+
+def _quiet_waiting_customer(log: Log, part: int = 0) -> int:
+    """c1 on ``part``: created and assigned to a1 (team t1) at T0, its customer's first
+    message at T0+1s (the wait start and its last event); open, so its deadline is
+    T0+1s+7d.  Returns that deadline."""
+    log.started("c1", T0, part=part)
+    log.assigned("c1", T0, part=part)
+    log.cust("c1", T0 + SEC, part=part)
+    return T0 + SEC + 7 * DAY
+
+
+def _assert_expired_waiting_c1(r: Result) -> None:
+    # closed by timeout at its deadline: not waiting, its wait abandoned after exactly 7 d
+    # (deadline T0+1s+7d - wait start T0+1s), a1's session closed; counted at the deadline.
+    assert r.val("cs_waiting_conversations", Q) == 0
+    assert r.val("cs_oldest_waiting_seconds", Q) == 0.0
+    assert r.val("cs_agent_waiting_conversations", A1) == 0
+    assert r.val("cs_agent_oldest_waiting_seconds", A1) == 0.0
+    assert r.val("cs_abandoned_total", Q) == 1
+    assert r.val("cs_abandon_wait_seconds_count", Q) == 1
+    assert r.val("cs_abandon_wait_seconds_sum", Q) == 7 * 86400.0
+    assert r.val("cs_service_level_contacts_total", Q, outcome="abandoned_after") == 1
+    assert r.val("cs_agent_open_sessions", A1) == 0
+    # a1 held c1 from the assignment (T0) to the timeout close (T0+1s+7d)
+    assert r.val("cs_agent_handle_seconds_count", A1) == 1
+    assert r.val("cs_agent_handle_seconds_sum", A1) == 7 * 86400.0 + 1.0
+
+
+def test_a_quiet_partition_expires_its_waiting_customer_at_the_reading() -> None:
+    post = {**Q, "queue": "post"}
+    log = Log()
+    deadline = _quiet_waiting_customer(log, part=0)
+    # Partition 1 goes on: every day at +10 s a customer message in c9 (queue post), answered
+    # by a2 at +20 s.  Partition 0 receives nothing after T0+1s: its watermark stays there (the
+    # reading releases it only up to the largest ts seen, T0+1s).
+    days_added = 0
+
+    def upto(now: int) -> None:
+        nonlocal days_added
+        while T0 + days_added * DAY + 20 * SEC <= now:
+            ts = T0 + days_added * DAY
+            log.cust("c9", ts + 10 * SEC, part=1, channel="chat", queue="post")
+            log.agent("c9", ts + 20 * SEC, part=1, agent="a2")
+            days_added += 1
+
+    # 3 days on: c1 has waited since T0+1s
+    now = T0 + 3 * DAY
+    upto(now)
+    r = log.run(now)
+    assert r.val("cs_waiting_conversations", Q) == 1
+    assert r.val("cs_oldest_waiting_seconds", Q) == 3 * 86400.0 - 1.0
+    assert r.val("cs_agent_waiting_conversations", A1) == 1
+    assert r.val("cs_agent_oldest_waiting_seconds", A1) == 3 * 86400.0 - 1.0
+    assert r.val("cs_agent_open_sessions", A1) == 1
+    assert r.get("cs_abandoned_total", Q) is None
+    # at the deadline itself (not before now): still waiting, for exactly 7 d
+    now = deadline
+    upto(now)
+    r = log.run(now)
+    assert r.val("cs_waiting_conversations", Q) == 1
+    assert r.val("cs_oldest_waiting_seconds", Q) == 7 * 86400.0
+    assert r.val("cs_agent_open_sessions", A1) == 1
+    assert r.get("cs_abandoned_total", Q) is None
+    # 1 ms later the deadline is before now: expired, although partition 0's watermark is
+    # still T0+1s
+    for now in (deadline + 1, T0 + 8 * DAY + MIN):
+        upto(now)
+        r = log.run(now)
+        _assert_expired_waiting_c1(r)
+        assert r.val("cs_conversations_total", Q) == 1
+    # partition 1's conversation is alive (its last event is minutes old) and answered
+    assert days_added == 9
+    assert r.val("cs_conversations_total", post) == 1
+    assert r.val("cs_waiting_conversations", post) == 0
+    assert r.get("cs_abandoned_total", post) is None
+
+
+def test_when_the_whole_stream_stops_readings_still_expire_conversations() -> None:
+    log = Log()
+    deadline = _quiet_waiting_customer(log, part=0)
+    # c2 on partition 1, waiting since T0+1h (deadline T0+1h+7d); then nothing anywhere.
+    log.started("c2", T0 + HOUR, part=1)
+    log.cust("c2", T0 + HOUR, part=1)
+    # 6 days on: both waiting, the oldest since T0+1s
+    r = log.run(T0 + 6 * DAY)
+    assert r.val("cs_waiting_conversations", Q) == 2
+    assert r.val("cs_oldest_waiting_seconds", Q) == 6 * 86400.0 - 1.0
+    assert r.val("cs_agent_open_sessions", A1) == 1
+    assert r.get("cs_abandoned_total", Q) is None
+    # 7 d 30 min on: c1's deadline (T0+1s+7d) is before now, c2's (T0+1h+7d) is not: c2
+    # alone waits, for 7 d - 30 min
+    now = T0 + 7 * DAY + 30 * MIN
+    assert deadline < now < T0 + HOUR + 7 * DAY
+    r = log.run(now)
+    assert r.val("cs_waiting_conversations", Q) == 1
+    assert r.val("cs_oldest_waiting_seconds", Q) == 7 * 86400.0 - 1800.0
+    assert r.val("cs_abandoned_total", Q) == 1
+    assert r.val("cs_abandon_wait_seconds_sum", Q) == 7 * 86400.0
+    assert r.val("cs_agent_open_sessions", A1) == 0
+    assert r.val("cs_agent_waiting_conversations", A1) == 0
+    # 8 days on: both expired, each abandoned after exactly 7 d
+    r = log.run(T0 + 8 * DAY)
+    assert r.val("cs_waiting_conversations", Q) == 0
+    assert r.val("cs_oldest_waiting_seconds", Q) == 0.0
+    assert r.val("cs_abandoned_total", Q) == 2
+    assert r.val("cs_abandon_wait_seconds_sum", Q) == 2 * 7 * 86400.0
+    assert r.val("cs_agent_open_sessions", A1) == 0
+    assert r.val("cs_conversations_total", Q) == 2
+
+
+def test_release_clock_past_an_open_deadline_makes_a_later_message_a_new_conversation() -> None:
+    log = Log()
+    log.started("c1", T0)
+    # waiting since T0+1s; deadline T0+1s+7d
+    rel_off = log.cust("c1", T0 + SEC, channel="chat", queue="pre")
+    deadline = T0 + SEC + 7 * DAY
+    # admitted after the release: a message with a ts 2 days after T0, before the old deadline
+    # (not late: the release floor is T0+1s)
+    log.cust("c1", T0 + 2 * DAY, channel="chat", queue="pre")
+    now = T0 + 7 * DAY + HOUR
+    # A release right after the first message with a clock 1 ms past the deadline: c1 expires
+    # there (closed by timeout at its deadline: abandoned after exactly 7 d), so the message
+    # creates a new c1, waiting since T0+2d.
+    r = log.run(now, releases=[(0, rel_off, deadline + 1)])
+    assert r.val("cs_events_late_total") == 0
+    assert r.val("cs_conversations_total", Q) == 2
+    assert r.val("cs_abandoned_total", Q) == 1
+    assert r.val("cs_abandon_wait_seconds_sum", Q) == 7 * 86400.0
+    assert r.val("cs_queued_total", Q) == 1                      # the new wait is not settled
+    assert r.val("cs_waiting_conversations", Q) == 1
+    assert r.val("cs_oldest_waiting_seconds", Q) == 5 * 86400.0 + 3600.0
+    assert r.val("cs_messages_total", Q, sender="customer") == 2
+    # The same release without a clock (old pair or None), or with a clock at the deadline
+    # (not past it): one conversation, whose last event (T0+2d) keeps it open until T0+9d; it
+    # has waited since T0+1s.
+    unclocked: list[list[Release]] = [[(0, rel_off)], [(0, rel_off, None)],
+                                      [(0, rel_off, deadline)], []]
+    for releases in unclocked:
+        r = log.run(now, releases=releases)
+        assert r.val("cs_conversations_total", Q) == 1, releases
+        assert r.get("cs_abandoned_total", Q) is None, releases
+        assert r.val("cs_waiting_conversations", Q) == 1, releases
+        assert r.val("cs_oldest_waiting_seconds", Q) == 7 * 86400.0 + 3600.0 - 1.0, releases
+    # an old (partition, offset) pair is exactly a release without a clock
+    assert log.run(now, releases=[(0, rel_off)]).samples \
+        == log.run(now, releases=[(0, rel_off, None)]).samples
+    # A clock past the deadline released before the first message (after started: deadline
+    # T0+7d, so T0+7d+1s+1ms is past it too) expires the first life before that message: it
+    # creates a new c1 at T0+1s, and the message at T0+2d is in that one.
+    r = log.run(now, releases=[(0, rel_off - 1, deadline + 1)])
+    assert r.val("cs_conversations_total", Q) == 2
+    assert r.get("cs_abandoned_total", Q) is None               # the first life had no wait
+    assert r.val("cs_oldest_waiting_seconds", Q) == 7 * 86400.0 + 3600.0 - 1.0
+
+
+def test_release_clock_past_a_closed_deadline_makes_a_later_rating_an_orphan() -> None:
+    log = Log()
+    first = log.started("c1", T0)
+    closed = log.closed("c1", T0 + MIN)              # closed: deadline T0+1min+25h
+    deadline = T0 + MIN + 25 * HOUR
+    log.add("satisfaction.rated", T0 + 2 * HOUR, conversation_id="c1", score=5, scale=5)
+    now = T0 + 26 * HOUR
+
+    def orphans(r: Result) -> dict[str, float]:
+        return {lb["type"]: v for lb, v in r.named("cs_events_orphaned_total")}
+
+    # released after the close with a clock past the deadline: c1 is forgotten before the
+    # rating is admitted (its ts, T0+2h, is well within 25 h of the close): an orphan
+    forgetting: list[list[Release]] = [
+        [(0, closed, deadline + 1)],
+        [(0, closed, None), (0, closed, deadline + 1), (0, closed, T0)],   # the largest clock
+        [(0, closed, deadline + 1), (0, first)],                           # pairs mixed in
+    ]
+    for releases in forgetting:
+        r = log.run(now, releases=releases)
+        assert orphans(r) == {"satisfaction.rated": 1}, releases
+        assert r.get("cs_csat_score_count", Q) is None, releases
+    # no release, a release without a clock, a clock at (not past) the deadline, or a clock
+    # past it released before the close (c1 still open then: its deadline is 7 d away): the
+    # rating is applied
+    keeping: list[list[Release]] = [[], [(0, closed)], [(0, closed, None)],
+                                    [(0, closed, deadline)], [(0, first, deadline + 1)]]
+    for releases in keeping:
+        r = log.run(now, releases=releases)
+        assert orphans(r) == {}, releases
+        assert r.val("cs_csat_score_count", Q) == 1, releases
+        assert r.val("cs_csat_score_sum", Q) == 5.0, releases
+    # The close told again after such a release: the forgotten conversation's ids went with it,
+    # so it is not a duplicate but an orphan close; without the release, a duplicate.
+    log = Log()
+    log.started("c1", T0)
+    closed = log.closed("c1", T0 + MIN, event_id="close-1")
+    log.closed("c1", T0 + MIN, event_id="close-1")
+    r = log.run(now, releases=[(0, closed, deadline + 1)])
+    assert orphans(r) == {"conversation.closed": 1}
+    assert r.val("cs_events_duplicate_total") == 0
+    r = log.run(now, releases=[(0, closed)])
+    assert orphans(r) == {}
+    assert r.val("cs_events_duplicate_total") == 1
 
 
 # ------------------------------------------------------------------------------------------------

@@ -156,3 +156,54 @@ def test_bad_input_goes_to_the_dead_letter_topic_and_is_counted(kafka: KafkaBrok
                                   "missing_field", "future_timestamp"])
     finally:
         worker.stop()
+
+
+def test_a_wait_left_in_a_quiet_partition_expires_with_the_workers_clock(
+        kafka: KafkaBroker, tmp_path: Path) -> None:
+    """c1's customer waits in a partition that receives nothing more; c2, in another partition,
+    comes 8 days later (a replay: the worker's event clock jumps, not the wall). The quiet
+    partition's next release carries that clock: c1 expires at its deadline, its wait settled
+    as abandoned after 7 days, and every number equals the SQL recomputation."""
+    from cs_pulse.audit.run import audit, read_topic, settle
+    from cs_pulse.settings import Settings
+    from cs_pulse.sources.produce import event_key
+
+    topo = Topology(kafka.bootstrap)
+    partitioner = __import__("aiokafka.partitioner", fromlist=["DefaultPartitioner"])
+    parts = list(range(topo.partitions))
+
+    def partition(conv: str) -> int:
+        key = event_key({"conversation_id": conv})
+        return int(partitioner.DefaultPartitioner()(key, parts, parts))
+
+    other = next(f"c{i}" for i in range(2, 100) if partition(f"c{i}") != partition("c1"))
+    day = 86400.0
+    base = time.time() - 8.5 * day
+
+    def e(type_: str, t: float, conv: str, **fields: Any) -> dict[str, Any]:
+        d = event_dict(type_, t, conv, **fields)
+        d["ts"] += round((base - factory.T0) * 1000)
+        return d
+
+    quiet = [e("conversation.started", 0, "c1"),
+             e("conversation.assigned", 5, "c1", agent_id="a1"),
+             e("message.sent", 10, "c1", sender="customer", chars=8)]
+    later = [e("conversation.started", 8 * day, other),
+             e("conversation.closed", 8 * day + 60, other, closed_by="agent", resolved=True)]
+    worker = WorkerProcess(topo, tmp_path).start()
+    try:
+        asyncio.run(produce(kafka.bootstrap, quiet, topic=topo.events_topic))
+        worker.wait_until(lambda s: value(s, "cs_waiting_conversations", **Q) == 1)
+        asyncio.run(produce(kafka.bootstrap, later, topic=topo.events_topic))
+        s = worker.wait_until(lambda s: value(s, "cs_abandoned_total", **Q) == 1, timeout=90)
+        assert value(s, "cs_waiting_conversations", **Q) == 0
+        assert value(s, "cs_oldest_waiting_seconds", **Q) == 0
+        assert value(s, "cs_agent_open_sessions", agent="a1") == 0
+        assert value(s, "cs_abandon_wait_seconds_sum", **Q) == 7 * day
+        records = asyncio.run(read_topic(kafka.bootstrap, topo.events_topic))
+        settle([worker.url], len(records), timeout=60)   # as cs-pulse audit --url does
+        settings = Settings(partitions=topo.partitions, events_topic=topo.events_topic)
+        assert audit(records, settings, urls=[worker.url], at=None, tolerance=1e-9,
+                     pipeline=False, limit=20) == 0
+    finally:
+        worker.stop()

@@ -91,7 +91,11 @@ def test_an_idle_release_is_a_marker_that_a_recovery_replays() -> None:
     engine.on_events(records(0, 4))
     rows, _, _ = engine.take_changes()                # flushed with offsets 0..3 held
     out = engine.release_idle(idle_seconds=-1)
-    assert out.markers == [(0, b"0/r|", b"[3]")] and out.facts
+    [(partition, key, value)] = out.markers
+    [[offset, clock]] = orjson.loads(value)   # after offset 3, at the worker's event clock:
+    largest = engine.stages[0].order.max_ts    # the largest ts seen, and the wall time since
+    assert (partition, key, offset) == (0, b"0/r|", 3) and out.facts
+    assert largest is not None and largest <= clock < largest + 1000
     # Crash before the next flush: the marker row made it, the released state did not.
     restored = Engine(Settings(grace_seconds=5))
     restored.load(EVENTS, [(k, v) for _, k, v in rows] + [(k, v) for _, k, v in out.markers])

@@ -23,6 +23,9 @@ from cs_pulse.domain.staffing import recommend
 
 Record = tuple[int, int, bytes | None, bytes | None]   # (partition, offset, key, value)
 Sample = tuple[str, dict[str, str], float]              # (sample name, labels, value)
+# A partition release: (partition, offset it followed, clock in epoch ms or None: no clock);
+# the old (partition, offset) pairs are releases without a clock.
+Release = tuple[int, int, int | None] | tuple[int, int]
 
 MAX_RECORD_BYTES = 64 * 1024
 TS_MIN = 631_152_000_000          # 1990-01-01
@@ -220,11 +223,27 @@ def _sql_files() -> list[tuple[str, str]]:
     return sorted(files)
 
 
+def _release_rows(releases: Iterable[Release]) -> list[tuple[int, int, int | None]]:
+    """Distinct (partition, offset, clock ms | None) rows; a 2-tuple has no clock."""
+    rows: set[tuple[int, int, int | None]] = set()
+    for rel in releases:
+        if len(rel) == 2:
+            part, off, clock = rel[0], rel[1], None
+        elif len(rel) == 3:
+            part, off, clock = rel[0], rel[1], rel[2]
+        else:
+            raise ValueError(f"a release is (partition, offset[, clock_ms]), not {rel!r}")
+        rows.add((int(part), int(off), None if clock is None else int(clock)))
+    return sorted(rows, key=lambda r: (r[0], r[1], -1 if r[2] is None else r[2]))
+
+
 def load(con: duckdb.DuckDBPyConnection, records: Iterable[Record], now: float, *,
          grace_seconds: float = 5.0, shops: dict[str, Any] | None = None,
-         releases: Iterable[tuple[int, int]] = ()) -> None:
+         releases: Iterable[Release] = ()) -> None:
     """Create the input tables (raw_valid, raw_rejected, releases, params, shop_cfg,
-    tier_cfg)."""
+    tier_cfg).  ``releases``: (partition, offset, clock_ms) — a release right after that
+    offset, with its clock (epoch ms, or None for a release without one); (partition, offset)
+    pairs are accepted as releases without a clock."""
     now_ms = round(now * 1000.0)   # README: the reading instant, in whole milliseconds
     parts: list[int] = []
     offs: list[int] = []
@@ -248,9 +267,10 @@ def load(con: duckdb.DuckDBPyConnection, records: Iterable[Record], now: float, 
     con.execute("CREATE OR REPLACE TABLE raw_rejected AS SELECT unnest($1::INTEGER[]) AS part, "
                 "unnest($2::BIGINT[]) AS off, unnest($3::VARCHAR[]) AS reason",
                 [bad_parts, bad_offs, reasons])
-    rel = sorted(set(releases))
+    rel = _release_rows(releases)
     con.execute("CREATE OR REPLACE TABLE releases AS SELECT unnest($1::INTEGER[]) AS part, "
-                "unnest($2::BIGINT[]) AS off", [[p for p, _ in rel], [o for _, o in rel]])
+                "unnest($2::BIGINT[]) AS off, unnest($3::BIGINT[]) AS clock_ms",
+                [[p for p, _, _ in rel], [o for _, o, _ in rel], [c for _, _, c in rel]])
     con.execute("CREATE OR REPLACE TABLE params AS SELECT $1::BIGINT AS now_ms, "
                 "$2::DOUBLE AS now_s, $3::BIGINT AS grace_ms",
                 [now_ms, float(now), round(grace_seconds * 1000.0)])
@@ -305,10 +325,10 @@ def _staffing_samples(con: duckdb.DuckDBPyConnection, sl_target: float,
 
 def recompute(records: Iterable[Record], now: float, *, grace_seconds: float = 5.0,
               shops: dict[str, Any] | None = None, sl_target: float = 0.8,
-              sl_seconds: float = 30.0, releases: Iterable[tuple[int, int]] = ()
+              sl_seconds: float = 30.0, releases: Iterable[Release] = ()
               ) -> list[Sample]:
     """Every sample a worker exports for this log at ``now`` (delivery counters, lags and
-    owned-partition gauges aside)."""
+    owned-partition gauges aside).  ``releases``: see ``load``."""
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")

@@ -99,7 +99,7 @@ def sql_session(records: list[Record], now_ms: int, settings: Settings) -> Itera
 def engine_samples(records: Iterable[Record], now: float, settings: Settings) -> list[Sample]:
     ip = InProcess(settings)
     ip.feed(records)
-    ip.release_all()
+    ip.release_all(now)   # README: a reading counts as a release with its instant as clock
     return ip.samples(now)
 
 

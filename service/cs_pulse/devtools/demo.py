@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.live import Live
 
 from cs_pulse.devtools import board as b
+from cs_pulse.devtools.children import spawn, stopped_on_signals
 from cs_pulse.devtools.embedded_kafka import KafkaBroker, free_port, stop_process
 from cs_pulse.devtools.promstack import Alertmanager, Prometheus, WebhookSink, wait_http
 from cs_pulse.devtools.scenario import SCENARIOS, Scenario
@@ -90,7 +91,7 @@ def run_demo(duration: float = 600.0, speed: float | None = None,
     say = console.print
     say(f"cs-pulse demo, scenario {scenario}: logs of every process in {log_dir}")
     try:
-        with _interrupt_on_sigterm(), _log_to(log_dir / "demo.log"), ExitStack() as stack:
+        with stopped_on_signals(), _log_to(log_dir / "demo.log"), ExitStack() as stack:
             stack.callback(_remove_data, log_dir)
             say("starting Kafka (the first run downloads the broker jars with mvn) ...")
             broker = KafkaBroker(port=free_port(), cache=cache).start()
@@ -149,11 +150,11 @@ def _spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path
            ) -> subprocess.Popen[bytes]:
     """``python -m cs_pulse.cli ARGS`` (or ``python ARGS`` when they start with -m), its output
     in ``log_dir/NAME.log``, in its own session: a ^C reaches only the demo, which stops the
-    children in order."""
+    children in order (and the child dies with the demo however the demo dies)."""
     argv = [sys.executable, *(args if args[0] == "-m" else ["-m", "cs_pulse.cli", *args])]
     with open(log_dir / f"{name}.log", "ab") as log:
-        return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        return spawn(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+                     stdin=subprocess.DEVNULL, start_new_session=True)
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 120.0
@@ -180,26 +181,6 @@ def _remove_data(log_dir: Path) -> None:
     """Keep the logs and configuration files; drop the data folders."""
     for name in ("worker-data", "prometheus-data", "alertmanager-data"):
         shutil.rmtree(log_dir / name, ignore_errors=True)
-
-
-@contextmanager
-def _interrupt_on_sigterm() -> Iterator[None]:
-    """SIGTERM stops the demo like ^C (cleanly); both handlers are restored at the end. Only
-    in the main thread, where signals go."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @contextmanager

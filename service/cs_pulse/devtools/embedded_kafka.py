@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cs_pulse.devtools.children import spawn
+
 if TYPE_CHECKING:
     from cs_pulse.settings import Settings
 
@@ -272,7 +274,7 @@ class KafkaBroker:
             )
         self.log_path = self.data_dir / "broker.log"
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
+            self.process = spawn(   # dies with this process, however it dies
                 [*java, "kafka.Kafka", str(props)], stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )

@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from cs_pulse.devtools.children import spawn
 from cs_pulse.devtools.embedded_kafka import REPO_ROOT, free_port, stop_process
 
 REPO = REPO_ROOT
@@ -91,8 +92,8 @@ class _Daemon:
     def _start(self, tmp: Path, argv: list[str]) -> None:
         self.log_path = tmp / f"{self.name}.log"
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = spawn(argv, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
         try:
             wait_http(f"{self.url}/-/ready")
         except TimeoutError:

@@ -66,11 +66,20 @@ class ConversationStage:
         if w is not None:
             self._expire_before(w, out)
 
-    def release(self, out: Out) -> None:
-        """Idle release: everything held takes effect."""
+    def release(self, out: Out, clock: int | None = None) -> None:
+        """A release: everything held takes effect; then the conversations whose deadline is
+        before ``clock`` (ms: the worker's event clock, or the reading instant) expire,
+        although the watermark stays at the largest time seen (lateness is the log's)."""
         self.order.release()
         self._dirty.add("m")
         self.advance(out)
+        if clock is not None:
+            self._expire_before(clock, out)
+
+    @property
+    def next_deadline(self) -> int | None:
+        """No conversation expires before this (ms; an entry may be stale, never late)."""
+        return self.deadlines[0][0] if self.deadlines else None
 
     def _expire_before(self, limit: int, out: Out) -> None:
         while self.deadlines and self.deadlines[0][0] < limit:

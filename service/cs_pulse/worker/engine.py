@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 
 from cs_pulse.domain.aggregate import Aggregator
+from cs_pulse.domain.clock import EventClock
 from cs_pulse.domain.conversation import Out
 from cs_pulse.domain.customers import CustomerStage
 from cs_pulse.domain.facts import PROGRESS_STEP_MS
@@ -79,8 +80,21 @@ class Cursor:
     rehold_below: int = 0           # after a recovery: records below were read before
     origin: list[int] = field(default_factory=lambda: [-1, 0])   # [offset, next index]
     last_record_wall: float = 0.0
-    markers: list[int] = field(default_factory=list)   # idle releases since the last flush
+    # Releases since the last flush: the offset each followed -> its clock (ms; None: none).
+    markers: dict[int, int | None] = field(default_factory=dict)
     progress: int | None = None     # watermark last reported to the customer stage
+
+
+def read_markers(value: Any) -> dict[int, int | None]:
+    """A cursor's release markers as persisted: ``[[offset, clock], ...]`` (or, written
+    before releases had clocks, ``[offset, ...]``)."""
+    out: dict[int, int | None] = {}
+    for item in value or []:
+        if isinstance(item, list):
+            out[int(item[0])] = None if item[1] is None else int(item[1])
+        else:
+            out[int(item)] = None
+    return out
 
 
 def decode_customers(raw: bytes) -> Iterator[tuple[CustomerRecord, tuple[str, int, int]]]:
@@ -144,6 +158,7 @@ class Engine:
         self.unflushed: set[tuple[str, int]] = set()   # (source, partition) changed since flush
         self._rewrite_markers: set[int] = set()   # events partitions whose "r|" row to rewrite
         self.pipeline = PipelineStats()
+        self.event_clock = EventClock()   # the largest ts seen on the events partitions
         self.labels = LabelGuard(settings.label_limits)
         self._partition_of: dict[str, int] = {}
 
@@ -239,6 +254,7 @@ class Engine:
             decoded = self.decoder.decode(value)
             if isinstance(decoded, Event):
                 self.labels.apply(decoded)
+                self.event_clock.observe(decoded.sent_ts, wall)
             if offset < cursor.rehold_below:
                 # Read before the last flush: held then (put it back) or already applied.
                 w = stage.order.watermark
@@ -261,40 +277,51 @@ class Engine:
                 stage.advance(step)
                 self._emit(partition, cursor, step, facts, customers)
             if offset in cursor.markers:   # a recovery: release where the crashed worker did
-                self._release(partition, cursor, facts, customers)
+                self._release(partition, cursor, facts, customers, cursor.markers[offset])
         out.facts, out.customers = facts.records(), customers.records()
         self.pipeline.dlq_sent += len(out.dlq)
         return out
 
-    def release_idle(self, wall: float | None = None, idle_seconds: float | None = None
-                     ) -> Output:
+    def release_idle(self, wall: float | None = None, idle_seconds: float | None = None,
+                     clock: float | None = None, by_event_clock: bool = True) -> Output:
         """Release events partitions that received nothing for the grace period of wall time
         (``idle_seconds < 0``: every partition now): their watermark rises to the largest time
-        seen, and what they held takes effect."""
+        seen, what they held takes effect, and their conversations whose deadline is before
+        the release's clock expire. The clock is ``clock`` (seconds: a reading's instant) or
+        the worker's event clock (the largest time seen on any events partition, advanced by
+        the wall time since; ``by_event_clock`` False: no clock). A partition already
+        released is released again when the clock passes one of its deadlines: a quiet
+        partition's conversations still expire."""
         wall = self.wall() if wall is None else wall
         idle = self.settings.grace_seconds if idle_seconds is None else idle_seconds
+        now = clock if clock is not None or not by_event_clock else self.event_clock.now(wall)
+        clock_ms = None if now is None else round(now * 1000)
         out = Output()
         facts, customers = _Rows(), _Rows()
         for (source, partition), cursor in list(self.cursors.items()):
             stage = self.stages.get(partition)
             if (source != EVENTS or stage is None or stage.order.max_ts is None
-                    or stage.order.released_to == stage.order.max_ts
                     or cursor.next_offset < cursor.rehold_below   # still re-reading its held
                     or wall - cursor.last_record_wall < idle):
                 continue
+            due = stage.next_deadline
+            if stage.order.released_to == stage.order.max_ts and (
+                    clock_ms is None or due is None or due >= clock_ms):
+                continue   # released, and nothing expires yet
             last = cursor.next_offset - 1
-            if last not in cursor.markers:
-                cursor.markers.append(last)
+            cursor.markers[last] = max((c for c in (cursor.markers.get(last), clock_ms)
+                                        if c is not None), default=None)
             out.markers.append((partition, f"{partition}/r|".encode(),
-                                orjson.dumps(cursor.markers)))
-            self._release(partition, cursor, facts, customers)
+                                orjson.dumps(sorted(cursor.markers.items()))))
+            self._release(partition, cursor, facts, customers, cursor.markers[last])
             self.unflushed.add((EVENTS, partition))
         out.facts, out.customers = facts.records(), customers.records()
         return out
 
-    def _release(self, partition: int, cursor: Cursor, facts: _Rows, customers: _Rows) -> None:
+    def _release(self, partition: int, cursor: Cursor, facts: _Rows, customers: _Rows,
+                 clock_ms: int | None) -> None:
         step = Out()
-        self.stage(partition).release(step)
+        self.stage(partition).release(step, clock_ms)
         self._emit(partition, cursor, step, facts, customers)
 
     def _emit(self, partition: int, cursor: Cursor, step: Out, facts: _Rows,
@@ -384,7 +411,7 @@ class Engine:
                 stage = self.stage(p)
                 out.extend(_changes(p, stage.take_changes()))
                 if cursor.markers or p in self._rewrite_markers:   # the state includes them
-                    cursor.markers = []
+                    cursor.markers = {}
                     self._rewrite_markers.discard(p)
                     out.append((p, f"{p}/r|".encode(), None))
                 held = stage.order.lowest_held_offset
@@ -420,9 +447,11 @@ class Engine:
                 stage.order.held.clear()   # re-read from the cursor's ``read_from``
                 for key, value in rows:
                     if key == "r|":
-                        cursor.markers = list(value or [])
+                        cursor.markers = read_markers(value)
                     else:
                         stage.load(key, value)
+                if stage.order.max_ts is not None:   # the clock goes on from what was seen
+                    self.event_clock.observe(stage.order.max_ts, self.wall())
             else:
                 state: CustomerStage | Aggregator = (
                     self.customer_stage(partition) if source == CUSTOMERS

@@ -36,10 +36,12 @@ class InProcess:
         """Events records (each partition's in offset order) through every stage."""
         self._route(self.engine.on_events(records))
 
-    def release_all(self) -> None:
+    def release_all(self, now: float | None = None) -> None:
         """Every events partition takes effect up to the largest time it has seen (what an
-        idle worker does after the grace period)."""
-        self._route(self.engine.release_idle(idle_seconds=-1.0))
+        idle worker does after the grace period), and, with ``now`` (a reading's instant,
+        seconds), the conversations whose deadline is before it expire."""
+        self._route(self.engine.release_idle(idle_seconds=-1.0, clock=now,
+                                             by_event_clock=False))
 
     def _route(self, out: Output) -> None:
         customers = self.engine.on_customers(as_records(out.customers, self._customer_offsets))

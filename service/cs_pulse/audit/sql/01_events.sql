@@ -4,8 +4,9 @@
 -- Inputs created by the Python glue (recompute.py):
 --   raw_valid(part, off, j JSON)      records that passed validation (ts normalised to an int)
 --   raw_rejected(part, off, reason)   records sent to the dead-letter topic
---   releases(part, off)               "right after the record at this offset the partition was
---                                     released"
+--   releases(part, off, clock_ms)     "right after the record at this offset the partition was
+--                                     released", with the release's clock (epoch ms; NULL: a
+--                                     release without a clock); a (part, off) may repeat
 --   params(now_ms, now_s, grace_ms)   the reading instant and the grace G
 --   shop_cfg(shop, tz, peaks, sale_days, opening, closed)   calendar; shop '' is the default;
 --                                     a configured shop's row is its entry over the default's;
@@ -23,6 +24,12 @@
 --   "In each partition, events take effect in the order of (effective time, offset)."
 --   "A partition that receives no record for G seconds of wall time is released: everything it
 --    holds takes effect and its watermark rises to the largest ts seen."
+--   "A release has a clock: the worker's event clock at that moment ... Once what the
+--    partition held has taken effect, its conversations whose deadline (below, Expiry) is
+--    before the clock expire, in deadline order, although its watermark stays at the largest ts
+--    seen (lateness stays a matter of the log). ... A release is persisted (the offset it
+--    followed, and its clock) ... A reading at instant now counts as a release of every
+--    partition at the end of what was read, with now as its clock."
 
 CREATE OR REPLACE TABLE ev_fields AS
 SELECT
@@ -61,6 +68,14 @@ SELECT
     j ->> 'kind'                                        AS return_kind
 FROM raw_valid;
 
+-- Release points: one per (partition, offset) a release followed.  Releases right after the
+-- same offset happen at the same point of the partition's order (nothing is admitted between
+-- them), so they act as one whose clock is the largest given (NULL: none had a clock).  The
+-- clock does not move the watermark ("lateness stays a matter of the log"): it is used for
+-- expiry only (02_entities).
+CREATE OR REPLACE TABLE release_pt AS
+SELECT part, off, max(clock_ms) AS clock_ms FROM releases GROUP BY part, off;
+
 -- Release floors: a release right after offset r lifts the watermark to the largest ts of
 -- the valid records that arrived up to r (the floor is monotone in r, so the latest release
 -- before a record gives its floor).
@@ -74,7 +89,7 @@ FROM ev_fields f;
 
 CREATE OR REPLACE TABLE release_floor AS
 SELECT r.part, r.off AS rel_off, v.max_ts_incl AS floor_ts
-FROM releases r
+FROM release_pt r
 ASOF JOIN ev_running v ON r.part = v.part AND r.off >= v.off;
 
 -- ev: one row per valid record, with its watermark W, effective time and lateness.
@@ -94,6 +109,7 @@ SELECT
 FROM w;
 
 -- The reading watermark of each partition: every partition counts as released at the end of
--- the log, so its watermark is the largest ts seen in it.
+-- the log, so its watermark is the largest ts seen in it.  (That release's clock is now, and
+-- the expiry at the reading is checked against the later of the two: 02_entities, cw_final.)
 CREATE OR REPLACE TABLE part_wm AS
 SELECT part, max(ts) AS wm_final FROM ev GROUP BY part;

@@ -2,9 +2,12 @@
 -- 03  Conversation instances: events in order, labels, status and segments
 -- =====================================================================================
 -- README "Conversations":
---   "Expiry ... an open one [is forgotten] when the watermark passes 7 days after its last
---    event, and it is first closed by timeout at that instant (last event + 7 d), exactly as if
---    a conversation.closed {closed_by: timeout, resolved: false} had taken effect then."
+--   "Expiry. A conversation's deadline is 25 h after its last event if it is closed, 7 days
+--    after it if it is open ... At its deadline it is forgotten; an open one is first closed by
+--    timeout then, exactly as if a conversation.closed {closed_by: timeout, resolved: false}
+--    had taken effect at that instant. ... at a reading at now, a conversation whose deadline
+--    is before now has expired, whether or not its partition's watermark moved — it is neither
+--    waiting, nor holding a session, nor using a slot."
 --   "Attributes. shop and customer come from the creating event (customer may be absent).
 --    channel is the first non-empty channel among its events. queue is the queue (for
 --    conversation.transferred: to_queue if given, else queue) of the latest event that carried
@@ -17,14 +20,16 @@
 --    closed conversation opens it again. Each open period is a segment. A close on a closed
 --    conversation and a reopen of an open one have no effect (other than labels)."
 
--- Timeout closes: an open instance expired either before a later event of its id (the walk saw
--- the gap) or at the reading (the partition's final watermark passed last event + 7 d).
+-- Timeout closes, at the deadline (last event + 7 d) whatever expired it: an open instance
+-- expired before a later event of its id (the walk saw the gap, or a release clock past the
+-- deadline in between), or by the reading (its deadline before the latest of the partition's
+-- final watermark, the clocks of the releases after its last event, and now: cw_final).
 CREATE OR REPLACE TABLE timeout_close AS
 SELECT part, cid, exp_inst AS inst, exp_last + 604800000 AS eff
 FROM cw WHERE exp_inst IS NOT NULL AND exp_open
 UNION ALL
 SELECT part, cid, inst, last_eff + 604800000 AS eff
-FROM cw_final WHERE known AND is_open AND wm_final > last_eff + 604800000;
+FROM cw_final WHERE expired AND is_open;
 
 -- ce0: the events that took effect on an instance, plus the synthetic timeout closes.
 CREATE OR REPLACE TABLE ce0 AS
