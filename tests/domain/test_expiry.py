@@ -109,6 +109,25 @@ def test_nothing_is_released_again_before_a_deadline_passes() -> None:
     assert "c1" not in engine.stages[0].conversations
 
 
+def test_a_partition_with_records_still_to_read_is_released_without_a_clock() -> None:
+    """Slow, not quiet: a lagging partition's unread records may answer the wait, so its idle
+    release takes effect up to its newest time but expires nothing; once read to the end, the
+    clock applies again."""
+    wall = [1000.0]
+    engine = Engine(Settings(grace_seconds=5), wall=lambda: wall[0])
+    engine.on_events(records(0, [event_dict("conversation.started", 0, "c1")]))
+    engine.on_events(records(1, [event_dict("conversation.started", 8 * DAY, "c2")]))
+    wall[0] += 6
+    lagging = engine.release_idle(unclocked={0})
+    assert [orjson.loads(v) for p, _, v in lagging.markers if p == 0] == [[[0, None]]]
+    assert "c1" in engine.stages[0].conversations
+    assert engine.release_idle(unclocked={0}).markers == []     # nothing new: no release
+    caught_up = engine.release_idle()
+    assert [orjson.loads(v) for p, _, v in caught_up.markers if p == 0] == [
+        [[0, round((T0 + 8 * DAY) * 1000) + 6000]]]
+    assert "c1" not in engine.stages[0].conversations
+
+
 def test_the_quiet_stories_equal_the_sql_recomputation_at_every_reading() -> None:
     """The engine (a reading counts as a release with its instant as clock) and the DuckDB
     recomputation, written from the README alone, agree at readings before and after the

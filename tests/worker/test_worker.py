@@ -66,6 +66,10 @@ class MemoryBus:
     def read_offsets(self, source: str) -> dict[int, int | None]:
         return {p: self.consumed[source].get(p) for p in range(PARTITIONS)}
 
+    def unread(self, source: str) -> set[int]:
+        return {p for p, part in self.topics[source].items()
+                if len(part) > self.consumed[source].get(p, -1) + 1}
+
     async def persist(self, source: str, changes: Iterable[Change]) -> None:
         if self.broken:
             raise ConnectionError("broker gone")

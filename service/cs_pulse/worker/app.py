@@ -108,6 +108,20 @@ class FaustBus:
     def read_offsets(self, source: str) -> dict[int, int | None]:
         return faust_compat.read_offsets(self.app, self.topics[source])
 
+    def lags(self, source: str) -> dict[int, int]:
+        """Records past the last one handed over, per owned partition (the consumer's high
+        watermark minus that offset, minus one)."""
+        consumer: Any = self.app.consumer
+        out = {}
+        for partition, read in self.read_offsets(source).items():
+            high = consumer.highwater(TP(self.topics[source], partition))
+            if high is not None:
+                out[partition] = max(0, high - (read + 1 if read is not None else 0))
+        return out
+
+    def unread(self, source: str) -> set[int]:
+        return {p for p, lag in self.lags(source).items() if lag}
+
     async def persist(self, source: str, changes: Iterable[Change]) -> None:
         """As record batches, and waiting until the broker has them: a flush writes thousands
         of rows (``Table.send_changelog`` buffers without a delivery guarantee)."""
@@ -214,13 +228,9 @@ class FaustBus:
         except Exception:  # not started yet
             return out
         lag = 0.0
-        consumer: Any = self.app.consumer
-        for source, topic in self.topics.items():
+        for source in self.topics:
             out[f"cs_owned_{STAGE_NAMES[source]}_partitions"] = float(len(owned[source]))
-            for partition, read in self.read_offsets(source).items():
-                high = consumer.highwater(TP(topic, partition))
-                if high is not None:
-                    lag += max(0, high - (read + 1 if read is not None else 0))
+            lag += sum(self.lags(source).values())
         out["cs_consumer_lag_messages"] = lag
         out["cs_changelog_fenced_rows"] = float(sum(f.rejected for f in self.fences.values()))
         return out

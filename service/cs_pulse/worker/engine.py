@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -283,7 +283,8 @@ class Engine:
         return out
 
     def release_idle(self, wall: float | None = None, idle_seconds: float | None = None,
-                     clock: float | None = None, by_event_clock: bool = True) -> Output:
+                     clock: float | None = None, by_event_clock: bool = True,
+                     unclocked: Collection[int] = ()) -> Output:
         """Release events partitions that received nothing for the grace period of wall time
         (``idle_seconds < 0``: every partition now): their watermark rises to the largest time
         seen, what they held takes effect, and their conversations whose deadline is before
@@ -291,7 +292,8 @@ class Engine:
         the worker's event clock (the largest time seen on any events partition, advanced by
         the wall time since; ``by_event_clock`` False: no clock). A partition already
         released is released again when the clock passes one of its deadlines: a quiet
-        partition's conversations still expire."""
+        partition's conversations still expire. Partitions in ``unclocked`` (records still to
+        read: slow, not quiet) are released without a clock."""
         wall = self.wall() if wall is None else wall
         idle = self.settings.grace_seconds if idle_seconds is None else idle_seconds
         now = clock if clock is not None or not by_event_clock else self.event_clock.now(wall)
@@ -304,12 +306,12 @@ class Engine:
                     or cursor.next_offset < cursor.rehold_below   # still re-reading its held
                     or wall - cursor.last_record_wall < idle):
                 continue
-            due = stage.next_deadline
+            due, own = stage.next_deadline, None if partition in unclocked else clock_ms
             if stage.order.released_to == stage.order.max_ts and (
-                    clock_ms is None or due is None or due >= clock_ms):
+                    own is None or due is None or due >= own):
                 continue   # released, and nothing expires yet
             last = cursor.next_offset - 1
-            cursor.markers[last] = max((c for c in (cursor.markers.get(last), clock_ms)
+            cursor.markers[last] = max((c for c in (cursor.markers.get(last), own)
                                         if c is not None), default=None)
             out.markers.append((partition, f"{partition}/r|".encode(),
                                 orjson.dumps(sorted(cursor.markers.items()))))

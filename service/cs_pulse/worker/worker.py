@@ -41,6 +41,10 @@ class Bus(Protocol):
     def read_offsets(self, source: str) -> dict[int, int | None]:
         """The last offset the consumer handed over, per owned partition."""
 
+    def unread(self, source: str) -> set[int]:
+        """Owned partitions with records past the last one handed over (as far as the
+        consumer knows the log's end)."""
+
     async def persist(self, source: str, changes: Iterable[Change]) -> None:
         """Write changelog rows and return once the broker has them."""
 
@@ -163,12 +167,14 @@ class Worker:
                 await self.handle(source, chunk, catching_up=True)
 
     async def release_idle(self) -> None:
-        """Events partitions quiet for the grace period take effect up to their newest time."""
+        """Events partitions quiet for the grace period take effect up to their newest time,
+        and their conversations past the event clock expire; a partition with records still
+        to read is not quiet, only slow: its release carries no clock."""
         self.pause.tick()
         if not self._may_move():
             return
         async with self.locks[EVENTS]:
-            await self._deliver(self.engine.release_idle())
+            await self._deliver(self.engine.release_idle(unclocked=self.bus.unread(EVENTS)))
 
     async def sweep(self) -> None:
         async with self.locks[CUSTOMERS], self.locks[FACTS]:
