@@ -32,7 +32,7 @@ import aiohttp
 import orjson
 
 from cs_pulse.devtools.children import spawn, stopped_on_signals
-from cs_pulse.devtools.embedded_kafka import KafkaBroker, free_port
+from cs_pulse.devtools.embedded_kafka import KafkaBroker, free_port, stop_process
 from cs_pulse.sources.webhooks.chatwoot import sign
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,12 +94,7 @@ class Receiver:
         raise KeyError(name)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        stop_process(self.proc, 30)
         self.log.close()
 
 

@@ -18,7 +18,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cs_pulse.devtools.children import spawn
-from cs_pulse.devtools.embedded_kafka import free_port
+from cs_pulse.devtools.embedded_kafka import free_port, stop_process
 from cs_pulse.metrics.collector import engine_registry
 from cs_pulse.settings import Settings
 from cs_pulse.worker.engine import Engine
@@ -118,13 +118,7 @@ class WorkerProcess:
                 self.proc.wait(60)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, 30)
 
 
 # --- recomputation from the raw topic ----------------------------------------------------------

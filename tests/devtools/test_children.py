@@ -1,5 +1,7 @@
 """No process left behind: ``cs-pulse kafka`` stopped by SIGTERM, SIGINT, SIGHUP or SIGKILL
-leaves no broker running, and any child started with ``spawn`` dies with its parent."""
+leaves no broker running, ``cs-pulse demo`` stopped by SIGTERM, SIGINT or SIGHUP leaves none of
+its processes (broker, worker, simulator, Prometheus, Alertmanager), and any child started with
+``spawn`` dies with its parent."""
 
 from __future__ import annotations
 
@@ -30,6 +32,15 @@ def children_of(pid: int) -> list[int]:
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
         if ppid == pid:
             found.append(int(entry.name))
+    return found
+
+
+def descendants_of(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        children = children_of(todo.pop())
+        found += children
+        todo += children
     return found
 
 
@@ -94,3 +105,29 @@ def test_cs_pulse_kafka_leaves_no_broker_behind(sig: signal.Signals, tmp_path: P
         if cli.poll() is None:
             cli.kill()
             cli.wait(10)
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_cs_pulse_demo_leaves_no_process_behind(sig: signal.Signals, tmp_path: Path) -> None:
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    demo = spawn([sys.executable, "-m", "cs_pulse.cli", "demo", "--headless", "--duration", "600"],
+                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        assert demo.stdout is not None
+        deadline = time.monotonic() + 180
+        line = ""
+        while "worker:" not in line and time.monotonic() < deadline:   # every process runs
+            line = demo.stdout.readline()
+            assert line or demo.poll() is None, "cs-pulse demo exited before it ran"
+        processes = descendants_of(demo.pid)
+        assert len(processes) >= 5 and all(alive(p) for p in processes)
+        demo.send_signal(sig)
+        demo.stdout.read()            # to its end: the demo prints while it stops
+        demo.wait(90)
+        assert gone(processes, 30), f"a process of the demo outlived {sig.name}"
+        assert demo.returncode == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait(10)
