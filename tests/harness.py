@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,10 +16,12 @@ from typing import Any
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from cs_pulse.audit.run import worker_pages
 from cs_pulse.devtools.children import spawn
 from cs_pulse.devtools.embedded_kafka import free_port, stop_process
 from cs_pulse.metrics.collector import engine_registry
 from cs_pulse.settings import Settings
+from cs_pulse.sources.simulate import SimConfig
 from cs_pulse.worker.engine import Engine
 from cs_pulse.worker.inprocess import InProcess
 
@@ -89,8 +90,9 @@ class WorkerProcess:
         return f"http://127.0.0.1:{self.port}/metrics"
 
     def scrape(self) -> Samples:
-        with urllib.request.urlopen(self.url, timeout=10) as resp:
-            return parse(resp.read().decode())
+        """Both pages; the floor page's reading instant stands for both."""
+        floor, agents = worker_pages(self.url)
+        return floor + [s for s in agents if s[0] != "cs_window_end_timestamp_seconds"]
 
     def wait_until(self, predicate: Callable[[Samples], bool], timeout: float = 60.0) -> Samples:
         deadline = time.monotonic() + timeout
@@ -169,3 +171,27 @@ def recompute(bootstrap: str, topology: Topology) -> dict[
 def exported(engine: Engine, now: float | None = None) -> Samples:
     """What a worker holding this engine would serve on /metrics."""
     return parse(generate_latest(engine_registry(engine, Settings(), now=now)).decode())
+
+
+def simulated_worker(settings: Settings, config: SimConfig) -> tuple[InProcess, float]:
+    """An in-process engine that has read ``config``'s simulated events (keyed as a producer
+    would, over ``settings.partitions``), every partition released; and the last event's time
+    (seconds)."""
+    import zlib
+
+    import orjson
+
+    from cs_pulse.sources.produce import event_key
+    from cs_pulse.sources.simulate import generate
+
+    ip = InProcess(settings)
+    offsets: dict[int, int] = {}
+    records = []
+    events = list(generate(config))
+    for e in events:
+        partition = zlib.crc32(event_key(e)) % settings.partitions
+        offsets[partition] = offsets.get(partition, -1) + 1
+        records.append((partition, offsets[partition], event_key(e), orjson.dumps(e)))
+    ip.feed(records)
+    ip.release_all()
+    return ip, float(events[-1]["ts"]) / 1000   # type: ignore[arg-type]

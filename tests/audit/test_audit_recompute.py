@@ -393,7 +393,7 @@ def test_reply_rate_with_a_trailing_message() -> None:
     a1 = A1_NO_TEAM
     assert r.val("cs_agent_customer_messages_concluded_total", a1, outcome="answered") == 2
     assert r.val("cs_agent_customer_messages_concluded_total", a1, outcome="unanswered") == 1
-    assert r.val("cs_agent_reply_rate_ratio", a1, window="5m") == pytest.approx(2 / 3)
+    assert r.val("cs_agent_reply_rate_ratio", a1, window="60m") == pytest.approx(2 / 3)
     assert r.val("cs_agent_messages_total", a1, sender="agent") == 1
     assert r.val("cs_conversation_reply_rate_ratio", Q, window="5m") == 1.0
 
@@ -411,16 +411,21 @@ def test_sessions_and_handle_time() -> None:
     log.started("c2", T0 + 90 * SEC, part=1)
     log.assigned("c2", T0 + 100 * SEC, part=1)                 # still open
     r = log.run(T0 + 5 * MIN)
-    # a1 held c1 for 60 s (exactly on the 60 s bucket bound), a2 for 140 s
+    # a1 held c1 for 60 s, a2 for 140 s; per agent, durations are summaries: _sum and _count,
+    # no buckets (README "Exposition rules")
     assert r.val("cs_agent_handle_seconds_sum", A1) == 60.0
-    assert r.val("cs_agent_handle_seconds_bucket", A1, le="60.0") == 1
+    assert r.val("cs_agent_handle_seconds_count", A1) == 1
     assert r.val("cs_agent_handle_seconds_sum", A2) == 140.0
-    assert r.val("cs_agent_handle_seconds_bucket", A2, le="120.0") == 0
-    assert r.val("cs_agent_handle_seconds_bucket", A2, le="180.0") == 1
-    # queue: close - first holding start = 210 - 10
+    assert r.val("cs_agent_handle_seconds_count", A2) == 1
+    assert not r.named("cs_agent_handle_seconds_bucket")
+    # queue: close - first holding start = 210 - 10; the queue histogram keeps its buckets
     assert r.val("cs_handle_seconds_sum", Q) == 200.0
+    assert r.val("cs_handle_seconds_count", Q) == 1
+    assert r.val("cs_handle_seconds_bucket", Q, le="180.0") == 0
+    assert r.val("cs_handle_seconds_bucket", Q, le="300.0") == 1
     assert r.val("cs_handle_time_window_seconds", Q, window="5m") == 200.0
-    assert r.val("cs_agent_handle_time_window_seconds", A1, window="5m") == 60.0
+    assert r.val("cs_agent_handle_time_window_seconds", A1, window="60m") == 60.0
+    assert r.get("cs_agent_handle_time_window_seconds", A1, window="5m") is None
     assert r.val("cs_agent_open_sessions", A1) == 1
     assert r.val("cs_agent_open_sessions", A2) == 0
     # the transfer counts under the creation queue, at creation
@@ -542,7 +547,9 @@ def test_transfers_escalations_and_csat() -> None:
     assert r.val("cs_csat_dissatisfied_ratio", Q, window="5m") == 0.25
     assert r.val("cs_attitude_positive_ratio", Q, window="5m") == 0.5
     assert r.val("cs_agent_csat_score_count", A1) == 1
-    assert r.val("cs_agent_attitude_positive_ratio", A1, window="5m") == 1.0
+    assert r.val("cs_agent_csat_score_sum", A1) == pytest.approx(1 + 4 * 6 / 9)
+    assert not r.named("cs_agent_csat_score_bucket")                 # a summary per agent
+    assert r.val("cs_agent_attitude_positive_ratio", A1, window="60m") == 1.0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -888,7 +895,7 @@ def test_presence_gauges_only_for_status_series() -> None:
     log.status("a2", T0 - HOUR, "offline")
     r = log.run(T0 + MIN)
     assert r.get("cs_agent_online", A1) is None                  # no agent.status for a1
-    assert r.val("cs_agent_max_open_sessions", A1, window="1m") == 1
+    assert r.val("cs_agent_max_open_sessions", A1, window="60m") == 1
     assert r.val("cs_agent_online", A2) == 0.0
     assert r.val("cs_agent_max_concurrency", A2) == 1.0          # 1 before any value
     assert r.val("cs_agent_logins_today", A2) == 0
@@ -1095,13 +1102,14 @@ def test_sessions_above_max_concurrency_count_as_c() -> None:
     log.assigned("c1", T0 + 10 * SEC, part=1)
     log.started("c2", T0, part=2)
     log.assigned("c2", T0 + 10 * SEC, part=2)
-    r = log.run(T0 + 70 * SEC)                              # 1m = [T0+20s, T0+70s]
+    r = log.run(T0 + HOUR + 10 * SEC)                       # 60m = [T0+20s, T0+1h10s]
     assert r.val("cs_agent_open_sessions", A1) == 2
-    assert r.val("cs_agent_max_open_sessions", A1, window="1m") == 2
-    assert r.val("cs_agent_slot_utilisation_ratio", A1, window="1m") == 1.0
+    assert r.val("cs_agent_max_open_sessions", A1, window="60m") == 2
+    assert r.val("cs_agent_slot_utilisation_ratio", A1, window="60m") == 1.0
     assert r.val("cs_agent_slot_utilisation_now_ratio", A1) == 1.0
-    # today: online 70 s, two sessions from 10 s: 60 s * min(2, 1) / (70 s * 1)
-    assert r.val("cs_agent_slot_utilisation_ratio", A1, window="today") == pytest.approx(6 / 7)
+    # today: online 3610 s, two sessions from 10 s: 3600 s * min(2, 1) / (3610 s * 1)
+    assert r.val("cs_agent_slot_utilisation_ratio", A1, window="today") == \
+        pytest.approx(3600 / 3610)
 
 
 def test_today_and_local_hours_follow_dst() -> None:
@@ -1417,15 +1425,16 @@ def test_resolution_ratio_and_time_with_a_reopen() -> None:
     assert ratio == {"1m": None, "5m": 1.0, "15m": 0.5, "60m": 0.5, "today": 0.5}
     # A1 (c1's agent through the reopen): both closes are resolutions; c2 and c3 have no agent
     agent_ratio = {w: r.get("cs_agent_resolution_ratio", A1, window=w) for w in WINDOWS}
-    assert agent_ratio == {"1m": None, "5m": 1.0, "15m": 1.0, "60m": 1.0, "today": 1.0}
-    # time to resolution: 600 s and 300 s, under Q and A1
+    assert agent_ratio == {"1m": None, "5m": None, "15m": None, "60m": 1.0, "today": 1.0}
+    # time to resolution: 600 s and 300 s, under Q and A1 (per agent a summary: no buckets)
     for prefix, lab in (("cs_", Q), ("cs_agent_", A1)):
         assert r.val(f"{prefix}resolution_seconds_count", lab) == 2
         assert r.val(f"{prefix}resolution_seconds_sum", lab) == 900.0
-        assert r.val(f"{prefix}resolution_seconds_bucket", lab, le="180.0") == 0
-        assert r.val(f"{prefix}resolution_seconds_bucket", lab, le="300.0") == 1   # inclusive
-        assert r.val(f"{prefix}resolution_seconds_bucket", lab, le="600.0") == 2
-        assert r.val(f"{prefix}resolution_seconds_bucket", lab, le="+Inf") == 2
+    assert r.val("cs_resolution_seconds_bucket", Q, le="180.0") == 0
+    assert r.val("cs_resolution_seconds_bucket", Q, le="300.0") == 1   # inclusive
+    assert r.val("cs_resolution_seconds_bucket", Q, le="600.0") == 2
+    assert r.val("cs_resolution_seconds_bucket", Q, le="+Inf") == 2
+    assert not r.named("cs_agent_resolution_seconds_bucket")
     les = {lb["le"] for lb, _ in r.named("cs_resolution_seconds_bucket")}
     assert len(les) == 24 and {"5.0", "604800.0", "+Inf"} <= les        # the response buckets
     # today: p50 rank 1 in (180, 300] -> 300; p90 rank 1.8 in (300, 600] -> 300 + 300 * 0.8
@@ -1433,8 +1442,13 @@ def test_resolution_ratio_and_time_with_a_reopen() -> None:
             for s in ("p50", "p90", "avg")}
     assert stat == pytest.approx({"p50": 300.0, "p90": 540.0, "avg": 450.0})
     # 5m holds the 300 s resolution only: p50 rank 0.5 in (180, 300] -> 240
-    assert r.val("cs_agent_resolution_window_seconds", A1, window="5m", stat="p50") == 240.0
-    assert r.val("cs_agent_resolution_window_seconds", A1, window="5m", stat="avg") == 300.0
+    assert r.val("cs_resolution_window_seconds", Q, window="5m", stat="p50") == 240.0
+    assert r.val("cs_resolution_window_seconds", Q, window="5m", stat="avg") == 300.0
+    # per agent, 60m and today only (60m holds both resolutions, like today)
+    stat = {s: r.val("cs_agent_resolution_window_seconds", A1, window="60m", stat=s)
+            for s in ("p50", "p90", "avg")}
+    assert stat == pytest.approx({"p50": 300.0, "p90": 540.0, "avg": 450.0})
+    assert r.get("cs_agent_resolution_window_seconds", A1, window="5m", stat="p50") is None
     # 1m has no resolution: no stats
     assert r.get("cs_resolution_window_seconds", Q, window="1m", stat="avg") is None
     # a queue with closes but no resolution: ratio 0, no histogram
@@ -1486,20 +1500,20 @@ def test_handled_once_per_agent_across_transfers_reopens_and_expiry() -> None:
     # sessions are not handled conversations: a1 held c1 three times, c3 and e1 once (e1's
     # holding ended by the timeout close)
     assert r.val("cs_agent_handle_seconds_count", A1) == 5
-    # the window gauge: every agent series and window, 0 included
-    handled = {w: r.val("cs_agent_handled_conversations", A1, window=w) for w in WINDOWS}
-    assert handled == {"1m": 0, "5m": 1, "15m": 1, "60m": 1, "today": 1}
+    # the window gauge: every agent series and agent window (60m, today), 0 included
+    handled = {w: r.get("cs_agent_handled_conversations", A1, window=w) for w in WINDOWS}
+    assert handled == {"1m": None, "5m": None, "15m": None, "60m": 1, "today": 1}
     for lab in (A2, a2_t2, a3):
         assert {w: r.get("cs_agent_handled_conversations", lab, window=w) for w in WINDOWS} \
-            == dict.fromkeys(WINDOWS, 0.0)
-    # 8 days earlier (5m = [T0+1min, now]): today held a1's first three handlings (e1 at 5 s,
-    # c1 at 10 s, c3 at 1 min) and a2's two (c3 at 0 s, c1 at 1 min)
-    r = log.run(T0 + 5 * MIN + 50 * SEC)
+            == {"1m": None, "5m": None, "15m": None, "60m": 0.0, "today": 0.0}
+    # 8 days earlier, at T0+1h30s (60m = [T0+40s, now]): today held a1's first three
+    # handlings (e1 at 5 s, c1 at 10 s, c3 at 1 min) and a2's two (c3 at 0 s, c1 at 1 min)
+    r = log.run(T0 + HOUR + 30 * SEC)
     assert r.val("cs_agent_conversations_handled_total", A1) == 3
     assert r.val("cs_agent_handled_conversations", A1, window="today") == 3
-    assert r.val("cs_agent_handled_conversations", A1, window="5m") == 1
+    assert r.val("cs_agent_handled_conversations", A1, window="60m") == 1
     assert r.val("cs_agent_handled_conversations", A2, window="today") == 2
-    assert r.val("cs_agent_handled_conversations", A2, window="5m") == 1
+    assert r.val("cs_agent_handled_conversations", A2, window="60m") == 1
 
 
 def test_negative_reviews_blaming_the_attitude() -> None:
@@ -1564,7 +1578,7 @@ def test_forbidden_phrases_sum_agent_violations_and_ignore_text() -> None:
         log.assigned("c3", T0, part=3, agent="a4")             # a4 holds, never writes
         return log
 
-    now = T0 + 3 * MIN                                          # 1m = [T0+2min10s, now]
+    now = T0 + HOUR + 2 * MIN                                   # 60m = [T0+2min10s, now]
     r = story(with_text=True).run(now)
     assert r.val("cs_forbidden_phrases_total", Q) == 5              # 2 + 3 + 0 + 0
     assert r.val("cs_forbidden_phrases_total", post) == 1
@@ -1573,10 +1587,10 @@ def test_forbidden_phrases_sum_agent_violations_and_ignore_text() -> None:
     # the counter exists once the series has an agent message (like message characters)
     assert r.val("cs_agent_forbidden_phrases_total", a3) == 0
     assert r.get("cs_agent_forbidden_phrases_total", a4) is None
-    uses = {w: r.val("cs_agent_forbidden_phrase_uses", A1, window=w) for w in WINDOWS}
-    assert uses == {"1m": 1, "5m": 3, "15m": 3, "60m": 3, "today": 3}
-    assert r.val("cs_agent_forbidden_phrase_uses", A2, window="1m") == 0
-    assert r.val("cs_agent_forbidden_phrase_uses", A2, window="5m") == 3
+    uses = {w: r.get("cs_agent_forbidden_phrase_uses", A1, window=w) for w in WINDOWS}
+    assert uses == {"1m": None, "5m": None, "15m": None, "60m": 1, "today": 3}
+    assert r.val("cs_agent_forbidden_phrase_uses", A2, window="60m") == 0
+    assert r.val("cs_agent_forbidden_phrase_uses", A2, window="today") == 3
     assert r.val("cs_agent_forbidden_phrase_uses", a4, window="today") == 0
     assert not r.named("cs_forbidden_phrase_uses")                  # agent series only
     # text is ignored: the same story without it gives exactly the same samples
@@ -1847,3 +1861,62 @@ def test_after_sales_events_keep_a_conversation_known() -> None:
         "satisfaction.rated": 1}
     assert r.val("cs_order_returns_total", shop="shop-1", kind="exchange") == 1
     assert not r.named("cs_orders_returned_total")      # nothing was credited
+
+
+# ------------------------------------------------------------------------------------------------
+# Exposition: per agent, durations are summaries and windows are 60m and today
+# ------------------------------------------------------------------------------------------------
+
+def test_agent_durations_are_summaries_and_agent_windows_are_60m_and_today() -> None:
+    # README "Exposition rules": per agent, the duration families have _sum and _count only and
+    # every cs_agent_* family with a window label exists for 60m and today only; queue series
+    # keep their buckets and every window; team series are unchanged.
+    log = Log()
+    log.status("a1", T0 - 30 * MIN, "online")
+    log.started("c1", T0 + 100 * SEC)
+    log.cust("c1", T0 + 100 * SEC)
+    log.assigned("c1", T0 + 101 * SEC)
+    log.agent("c1", T0 + 105 * SEC)
+    log.closed("c1", T0 + 110 * SEC, resolved=True)
+    log.add("satisfaction.rated", T0 + 112 * SEC, conversation_id="c1", score=4, scale=5)
+    r = log.run(T0 + 2 * MIN)                      # 1m = [T0+70s, T0+2min]: holds everything
+
+    # durations: queue histograms with buckets, agent summaries (the same _sum and _count)
+    durations = {"first_response_seconds": 5.0, "response_seconds": 5.0,
+                 "resolution_seconds": 10.0, "handle_seconds": 9.0, "csat_score": 4.0}
+    for family, total in durations.items():
+        assert r.val(f"cs_{family}_sum", Q) == total
+        assert r.val(f"cs_{family}_count", Q) == 1
+        assert r.val(f"cs_{family}_bucket", Q, le="+Inf") == 1
+        assert r.val(f"cs_agent_{family}_sum", A1) == total
+        assert r.val(f"cs_agent_{family}_count", A1) == 1
+    assert not [n for n, _, _ in r.samples if n.startswith("cs_agent_") and n.endswith("_bucket")]
+
+    def windows(prefix: str) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = defaultdict(set)
+        for name, lb, _ in r.samples:
+            if name.startswith(prefix) and "window" in lb:
+                out[name].add(lb["window"])
+        return out
+
+    agent = windows("cs_agent_")
+    assert set().union(*agent.values()) == {"60m", "today"}
+    for family in ("reply_rate_ratio", "run_reply_rate_ratio", "service_level_ratio",
+                   "handle_time_window_seconds", "resolution_ratio", "csat_mean_score",
+                   "handled_conversations", "forbidden_phrase_uses", "max_open_sessions",
+                   "online_rate_ratio", "slot_utilisation_ratio",
+                   "first_response_window_seconds", "response_window_seconds",
+                   "resolution_window_seconds"):
+        assert agent[f"cs_agent_{family}"] == {"60m", "today"}, family
+    assert agent["cs_agent_received_customers"] == {"today"}           # today only, as before
+    assert r.val("cs_agent_first_response_window_seconds", A1, window="60m", stat="avg") == 5.0
+    assert r.val("cs_agent_max_open_sessions", A1, window="today") == 1
+
+    queue = {n: w for n, w in windows("cs_").items()
+             if not n.startswith(("cs_agent_", "cs_team_"))}
+    for family in ("reply_rate_ratio", "service_level_ratio", "handle_time_window_seconds",
+                   "first_response_window_seconds", "first_response_tier_ratio"):
+        assert queue[f"cs_{family}"] == set(WINDOWS), family
+    assert r.val("cs_reply_rate_ratio", Q, window="1m") == 1.0
+    assert r.val("cs_first_response_window_seconds", Q, window="5m", stat="avg") == 5.0
+    assert windows("cs_team_")["cs_team_received_customers"] == {"today"}

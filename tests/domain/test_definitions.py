@@ -11,6 +11,7 @@ from story import Story
 Q = {"shop": "s1", "queue": "presale", "channel": "chat"}
 A1 = {"shop": "s1", "team": "", "agent": "a1"}
 W5 = {"window": "5m"}
+W60 = {"window": "60m"}   # per agent: 60m and today only
 
 
 def test_first_response_runs_reply_rate_and_handle_time() -> None:
@@ -273,9 +274,9 @@ def test_presence_online_rate_utilisation_and_concurrency() -> None:
     s.status(80, "a1", "away")
     s.status(90, "a1", "online")
     m = s.run(now=100)
-    assert m.get("cs_agent_online_rate_ratio", **A1, **W5) == 0.9     # 90 s of 0..100
-    assert m.get("cs_agent_slot_utilisation_ratio", **A1, **W5) == 60 / 270   # 3 slots x 90 s
-    assert m.get("cs_agent_max_open_sessions", **A1, **W5) == 1
+    assert m.get("cs_agent_online_rate_ratio", **A1, **W60) == 0.9     # 90 s of 0..100
+    assert m.get("cs_agent_slot_utilisation_ratio", **A1, **W60) == 60 / 270   # 3 slots x 90 s
+    assert m.get("cs_agent_max_open_sessions", **A1, **W60) == 1
     assert m.get("cs_agent_max_concurrency", **A1) == 3
     assert m.get("cs_agent_logins_today", **A1) == 1                  # away -> online is not
     assert m.get("cs_agent_online", **A1) == 1

@@ -163,13 +163,14 @@ def test_10_slot_utilisation_counts_only_time_online() -> None:
     s.status(302, "a1", "offline")
     m = s.run(now=602)
     # Online 0..302 s with 3 slots; 3 chats held from 2 s: 900 / 906, offline time in neither.
-    assert m.get("cs_agent_slot_utilisation_ratio", **A1, window="15m") == 900 / 906
+    assert m.get("cs_agent_slot_utilisation_ratio", **A1, window="60m") == 900 / 906
     assert m.get("cs_agent_open_sessions", **A1) == 3
 
 
 def test_11_online_rate_across_midnight_and_with_heartbeats() -> None:
     """Main: online since 22:00 yesterday, heartbeat at 01:00, read at 02:00: online rate 2.0;
-    heartbeats every 60 s and never offline: 1m rate 1.57; first online not set at midnight."""
+    heartbeats every 60 s and never offline: 60m rate 1.0 (was 1.57); first online not set at
+    midnight."""
     s = Story(shops=UTC)
     s.status(MIDNIGHT - 2 * 3600, "a1", "online", max_concurrency=2)
     for k in range(1, 240):
@@ -177,7 +178,8 @@ def test_11_online_rate_across_midnight_and_with_heartbeats() -> None:
     s.add("agent.heartbeat", MIDNIGHT + 3600, "", agent_id="a1", partition=1)
     m = s.run(now=MIDNIGHT + 2 * 3600)
     assert m.get("cs_agent_online_rate_ratio", **A1, window="today") == 1.0
-    assert m.get("cs_agent_online_rate_ratio", **A1, window="1m") == 1.0
+    assert m.get("cs_agent_online_rate_ratio", **A1, window="60m") == 1.0
+    assert m.get("cs_agent_online_rate_ratio", **A1, window="1m") is None   # agents: 60m, today
     from factory import T0
     assert m.get("cs_agent_first_online_timestamp_seconds", **A1) == T0 + MIDNIGHT
     assert m.get("cs_agent_online_today_seconds", **A1) == 7200.0

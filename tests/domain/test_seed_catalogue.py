@@ -64,8 +64,8 @@ def test_a_conversation_is_handled_once_per_agent() -> None:
     m = s.run(now=later + 10)
     assert m("cs_agent_conversations_handled_total", **A1) == 2
     assert m("cs_agent_conversations_handled_total", **A2) == 1
-    assert m.get("cs_agent_handled_conversations", window="1m", **A1) == 1
-    assert m.get("cs_agent_handled_conversations", window="1m", **A2) == 0   # 0 is exported
+    assert m.get("cs_agent_handled_conversations", window="60m", **A1) == 1
+    assert m.get("cs_agent_handled_conversations", window="60m", **A2) == 0   # 0 is exported
     # today (Shanghai) began after the first life's holdings: only the new conversation.
     assert m.get("cs_agent_handled_conversations", window="today", **A1) == 1
 
@@ -96,7 +96,7 @@ def test_violations_of_agent_messages_are_summed_and_text_is_ignored() -> None:
     assert m("cs_forbidden_phrases_total", **Q) == 3
     assert m("cs_agent_forbidden_phrases_total", **A1) == 2
     assert m("cs_agent_forbidden_phrases_total", **A2) == 1
-    assert m.get("cs_agent_forbidden_phrase_uses", window="5m", **A1) == 2
+    assert m.get("cs_agent_forbidden_phrase_uses", window="60m", **A1) == 2
     assert m.get("cs_agent_forbidden_phrase_uses", window="today", **A2) == 1
 
 

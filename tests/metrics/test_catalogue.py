@@ -5,21 +5,17 @@ file generated from the catalogue is up to date."""
 from __future__ import annotations
 
 import json
-import zlib
 from pathlib import Path
 
-import orjson
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cs_pulse.metrics import generate, readme
 from cs_pulse.metrics.catalogue.families import FAMILIES
-from cs_pulse.metrics.collector import worker_registry
+from cs_pulse.metrics.collector import engine_registry
 from cs_pulse.settings import Settings
-from cs_pulse.sources.produce import event_key
 from cs_pulse.sources.simulate import SimConfig
-from cs_pulse.sources.simulate import generate as simulate
-from cs_pulse.worker.inprocess import InProcess
+from harness import simulated_worker
 
 ROOT = Path(__file__).resolve().parents[2]
 ID_LABELS = {"customer", "customer_id", "conversation", "conversation_id", "event_id", "order"}
@@ -40,22 +36,11 @@ def test_names_follow_prometheus_conventions() -> None:
 def simulated_page() -> dict[str, tuple[str, set[str]]]:
     shops = json.loads((ROOT / "deploy" / "shops.json").read_text())
     settings = Settings(partitions=2, shops=shops)
-    ip = InProcess(settings)
-    offsets: dict[int, int] = {}
-    records = []
-    events = list(simulate(SimConfig(seed=5, start=1_700_000_000.0, duration=4 * 3600,
-                                     shops=1, agents_per_shop=6)))
-    for e in events:
-        partition = zlib.crc32(event_key(e)) % 2
-        offsets[partition] = offsets.get(partition, -1) + 1
-        records.append((partition, offsets[partition], event_key(e), orjson.dumps(e)))
-    ip.feed(records)
-    ip.release_all()
+    ip, now = simulated_worker(settings, SimConfig(seed=5, start=1_700_000_000.0,
+                                                   duration=4 * 3600, shops=1,
+                                                   agents_per_shop=6))
     ip.engine.sweep()
-    from cs_pulse.metrics.collector import engine_registry
-
-    text = generate_latest(engine_registry(ip.engine, settings,
-                                           now=events[-1]["ts"] / 1000)).decode()
+    text = generate_latest(engine_registry(ip.engine, settings, now=now)).decode()
     return {fam.name: (fam.type, {k for s in fam.samples for k in s.labels} - {"le"})
             for fam in text_string_to_metric_families(text)}
 
@@ -68,16 +53,6 @@ def test_every_exported_family_is_declared_with_its_type_and_labels() -> None:
         assert labels <= set(spec.labels), (name, labels, spec.labels)
     # A simulated day reaches most of the catalogue (the rest needs orders, reviews, ...).
     assert len(page) >= 0.75 * len(FAMILIES), sorted(set(FAMILIES) - set(page))
-
-
-def test_a_worker_page_has_process_and_gc_families() -> None:
-    settings = Settings()
-    from cs_pulse.worker.engine import Engine
-
-    text = generate_latest(worker_registry(Engine(settings), settings)).decode()
-    names = {fam.name for fam in text_string_to_metric_families(text)}
-    assert {"process_resident_memory_bytes", "python_gc_objects_collected",
-            "python_info"} <= names
 
 
 def test_the_readme_table_lists_every_family() -> None:

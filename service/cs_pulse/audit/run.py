@@ -120,13 +120,19 @@ def scrape(url: str) -> list[Sample]:
         return parse(resp.read().decode())
 
 
+def worker_pages(url: str) -> list[list[Sample]]:
+    """A worker's floor page (``url``, its ``/metrics``) and its agent page
+    (``/metrics/agents``), each with the instant its windows end at."""
+    return [scrape(url), scrape(url.rstrip("/") + "/agents")]
+
+
 def settle(urls: list[str], records: int, timeout: float) -> None:
     """Wait until the workers have read every record (valid or rejected), have no lag, hold
     nothing for the watermark (idle partitions have taken effect) and two pages in a row agree."""
     deadline = time.monotonic() + timeout
     previous: dict[Key, float] | None = None
     while time.monotonic() < deadline:
-        pages = [scrape(u) for u in urls]
+        pages = [page for u in urls for page in worker_pages(u)]
         seen = sum(v for page in pages for n, _, v in page
                    if n in ("cs_events_processed_total", "cs_events_rejected_total"))
         lag = sum(v for page in pages for n, _, v in page
@@ -146,7 +152,7 @@ def audit(records: list[Record], settings: Settings, *, urls: list[str], at: flo
     compared_n = 0
     if urls:
         # Each worker serves the series it owns, with windows ending at its own instant.
-        pages = [scrape(u) for u in urls]
+        pages = [page for u in urls for page in worker_pages(u)]
         union: dict[Key, float] = {}
         expected_union: dict[Key, float] = {}
         for page in pages:

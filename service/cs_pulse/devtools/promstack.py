@@ -144,7 +144,8 @@ class Alertmanager(_Daemon):
 
 
 class Prometheus(_Daemon):
-    """Scrapes ``targets`` (job ``cs-pulse``) every ``scrape_interval`` with the project's rule
+    """Scrapes the workers ``targets`` (jobs ``cs-pulse`` and ``cs-pulse-agents``, their two
+    pages) every ``scrape_interval`` with the project's rule
     files; ``rule_interval`` evaluates every group at that interval instead of the files' own
     (the rules themselves are unchanged). Sends alerts to ``alertmanager_port`` if given."""
 
@@ -166,6 +167,8 @@ class Prometheus(_Daemon):
                        "evaluation_interval": rule_interval or scrape_interval},
             "rule_files": rules,
             "scrape_configs": [{"job_name": "cs-pulse",
+                                "static_configs": [{"targets": targets}]},
+                               {"job_name": "cs-pulse-agents", "metrics_path": "/metrics/agents",
                                 "static_configs": [{"targets": targets}]}],
         }
         if alertmanager_port:

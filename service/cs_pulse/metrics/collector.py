@@ -1,8 +1,12 @@
 """Custom prometheus_client collector: at scrape time, reads the state of the partitions this
 worker owns and yields the catalogue's families (``catalogue/families.py``: names, types,
-labels and help are declared there, not here), so a partition that moves away stops being
-exported here. Every number is defined in the README's "Metric definitions"; ``cs-pulse
+labels, help and page are declared there, not here), so a partition that moves away stops
+being exported here. Every number is defined in the README's "Metric definitions"; ``cs-pulse
 audit`` recomputes them from the raw events.
+
+``fill`` builds one page a series at a time and yields between series, so a server can give
+the event loop back while it reads (``metrics/http.py``); ``collect`` (the audit, the tests)
+builds both pages at once.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from prometheus_client.core import (
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
+    SummaryMetricFamily,
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -35,32 +40,45 @@ from cs_pulse.domain.model import parse_series
 from cs_pulse.domain.presence import status_at
 from cs_pulse.domain.staffing import shop_staffing
 from cs_pulse.metrics.catalogue import families as cat
-from cs_pulse.metrics.catalogue.families import FAMILIES, SCOPE_OF, Scope, name_of
+from cs_pulse.metrics.catalogue.families import (
+    AGENT_WINDOWS,
+    EVERY_ENDPOINT,
+    FAMILIES,
+    SCOPE_OF,
+    Endpoint,
+    Scope,
+    name_of,
+)
 from cs_pulse.metrics.catalogue.slo import SERVICE_LEVEL_SECONDS, THRESHOLDS
 from cs_pulse.settings import Settings
 from cs_pulse.worker.engine import Engine
 from cs_pulse.worker.pipeline import LAG_BUCKETS, PipelineStats
 
 KINDS = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily,
-         "histogram": HistogramMetricFamily}
+         "histogram": HistogramMetricFamily, "summary": SummaryMetricFamily}
 
 
 class Page:
-    """The families of one scrape, each made once from its catalogue entry."""
+    """The families of one scrape, each made once from its catalogue entry; samples of a
+    family served on another endpoint are not kept."""
 
-    def __init__(self) -> None:
+    def __init__(self, endpoints: frozenset[Endpoint] = EVERY_ENDPOINT) -> None:
+        self.endpoints = endpoints
         self.families: dict[str, Metric] = {}
 
     def _family(self, name: str) -> Any:
         fam = self.families.get(name)
         if fam is None:
             spec = FAMILIES[name]
+            if not spec.endpoints & self.endpoints:
+                return None
             fam = self.families[name] = KINDS[spec.type](name, spec.help,
                                                          labels=list(spec.labels))
         return fam
 
     def add(self, name: str, labels: Sequence[str], value: float) -> None:
-        self._family(name).add_metric(list(labels), value)
+        if (fam := self._family(name)) is not None:
+            fam.add_metric(list(labels), value)
 
     def declare(self, name: str) -> None:
         """Export the family even without samples (a labelled counter nobody has hit yet)."""
@@ -68,11 +86,22 @@ class Page:
 
     def histogram(self, name: str, labels: Sequence[str], bounds: Iterable[float],
                   counts: Iterable[float], total: float) -> None:
+        if (fam := self._family(name)) is None:
+            return
         cumulative, buckets = 0.0, []
         for bound, c in zip([*bounds, float("inf")], counts, strict=True):
             cumulative += c
             buckets.append(("+Inf" if bound == float("inf") else _bound(bound), cumulative))
-        self._family(name).add_metric(list(labels), buckets, total)
+        fam.add_metric(list(labels), buckets, total)
+
+    def summary(self, name: str, labels: Sequence[str], count: float, total: float) -> None:
+        if (fam := self._family(name)) is not None:
+            fam.add_metric(list(labels), count, total)
+
+    def merge(self, other: Page) -> None:
+        for name, fam in other.families.items():
+            if (mine := self._family(name)) is not None:
+                mine.samples.extend(fam.samples)
 
 
 def _bound(b: float) -> str:
@@ -102,19 +131,39 @@ class KpiCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         page = Page()
+        for _ in self.fill(page):
+            pass
+        yield from page.families.values()
+
+    def fill(self, page: Page) -> Iterator[None]:
+        """Add the samples of ``page``'s endpoints, yielding after each series. Between two
+        yields the caller may let the state change: each series is read whole in one step, and
+        an aggregator no longer owned at the end (a rebalance) leaves no sample."""
         wall = self.wall()
         aggregators = list(self.owned())
         now = self.now
         if now is None:
             clocks = [c for c in (a.clock.now(wall) for a in aggregators) if c is not None]
             now = max(clocks) if clocks else None
+        read: list[tuple[Aggregator, Page]] = []
         if now is not None:
             now_ms = round(now * 1000)   # every time is in whole milliseconds
             page.add("cs_window_end_timestamp_seconds", [], now_ms / 1000.0)
             for agg in aggregators:
-                for series in agg.series():
+                part = Page(page.endpoints)
+                for series in list(agg.series()):
                     kind, values = parse_series(series)
-                    self._series(page, agg, series, SCOPE_OF[kind], values, now_ms)
+                    self._series(part, agg, series, SCOPE_OF[kind], values, now_ms)
+                    yield
+                read.append((agg, part))
+        still_owned = {id(a) for a in self.owned()}
+        for agg, part in read:
+            if id(agg) in still_owned:
+                page.merge(part)
+        if Endpoint.FLOOR in page.endpoints:
+            self._worker(page, aggregators, wall)
+
+    def _worker(self, page: Page, aggregators: list[Aggregator], wall: float) -> None:
         page.add("cs_facts_duplicate", [],
                  sum(a.stats.get("duplicate_facts", 0.0) for a in aggregators))
         page.add("cs_facts_late", [], sum(a.stats.get("late_facts", 0.0) for a in aggregators))
@@ -123,10 +172,14 @@ class KpiCollector(Collector):
             for tier, target in tiers.targets().items():
                 page.add("cs_first_response_tier_target_seconds", [channel, tier], target)
         self._pipeline(page, wall)
-        yield from page.families.values()
 
     def _series(self, page: Page, agg: Aggregator, series: str, scope: Scope,
                 values: tuple[str, ...], now: int) -> None:
+        if scope is Scope.AGENT and Endpoint.AGENTS not in page.endpoints:
+            self._agent_live(page, agg, series, values, now)
+            return
+        if scope is not Scope.AGENT and Endpoint.FLOOR not in page.endpoints:
+            return
         totals = agg.totals.get(series, {})
         self._counters(page, totals, scope, values)
         if scope in (Scope.QUEUE, Scope.AGENT):
@@ -154,7 +207,12 @@ class KpiCollector(Collector):
     def _windows(self, page: Page, agg: Aggregator, series: str, scope: Scope,
                  values: tuple[str, ...], now: int, totals: Counts) -> None:
         for h in cat.HISTOGRAMS:
-            if f"{h.kind}:count" in totals:
+            if f"{h.kind}:count" not in totals:
+                continue
+            if scope is Scope.AGENT:
+                page.summary(name_of(scope, h.suffix), values, totals[f"{h.kind}:count"],
+                             totals[f"{h.kind}:sum"])
+            else:
                 page.histogram(name_of(scope, h.suffix), values, HISTOGRAMS[h.kind],
                                hist_counts(totals, h.kind), totals[f"{h.kind}:sum"])
         live = agg.live.get(series)
@@ -162,7 +220,10 @@ class KpiCollector(Collector):
         page.add(name_of(scope, "waiting_conversations"), values, float(len(waiting)))
         page.add(name_of(scope, "oldest_waiting_seconds"), values,
                  max(0.0, now - min(waiting.values())) / 1000.0 if waiting else 0.0)
-        for window, counts in agg.windows(series, now).items():
+        windows = agg.windows(series, now)
+        for window, counts in windows.items():
+            if scope is Scope.AGENT and window not in AGENT_WINDOWS:
+                continue
             wv = [*values, window]
             ratios = kpis(counts)
             for d in cat.WINDOW_KPIS:
@@ -205,19 +266,29 @@ class KpiCollector(Collector):
             if today.get(kind):
                 page.add(by_hour, [*values, str(hour)], today[kind])
 
-    def _agent(self, page: Page, agg: Aggregator, series: str, values: tuple[str, ...],
-               now: int) -> None:
+    def _agent_live(self, page: Page, agg: Aggregator, series: str, values: tuple[str, ...],
+                    now: int) -> tuple[str, float] | None:
+        """The floor page's three per agent; the status and max concurrency at ``now``."""
         live = agg.live.get(series)
         page.add("cs_agent_open_sessions", values, float(live.open_sessions() if live else 0))
-        presence = agg.presence(series, now)
+        if live is None or not live.status:
+            return None
+        status, maxc = status_at(live.status, now)
+        page.add("cs_agent_online", values, 1.0 if status in ("online", "busy") else 0.0)
+        page.add("cs_agent_max_concurrency", values, maxc)
+        return status, maxc
+
+    def _agent(self, page: Page, agg: Aggregator, series: str, values: tuple[str, ...],
+               now: int) -> None:
+        now_status = self._agent_live(page, agg, series, values, now)
+        presence = {w: p for w, p in agg.presence(series, now).items() if w in AGENT_WINDOWS}
         for window, p in presence.items():
             page.add("cs_agent_max_open_sessions", [*values, window], float(p.max_open))
-        if live is None or not live.status:
+        live = agg.live.get(series)
+        if now_status is None or live is None:
             return
-        status, maxc = status_at(live.status, now)
+        status, maxc = now_status
         online = status in ("online", "busy")
-        page.add("cs_agent_online", values, 1.0 if online else 0.0)
-        page.add("cs_agent_max_concurrency", values, maxc)
         if online:
             page.add("cs_agent_slot_utilisation_now_ratio", values,
                      min(live.open_sessions(), maxc) / maxc)
@@ -278,24 +349,30 @@ class KpiCollector(Collector):
             page.add(name, [], float(value))
 
 
+def engine_collector(engine: Engine, settings: Settings,
+                     extra: Callable[[], dict[str, Any]] | None = None,
+                     now: float | None = None) -> KpiCollector:
+    """What a worker holding ``engine`` exports (its owned partitions)."""
+    return KpiCollector(
+        lambda: list(engine.aggregators.values()), engine.pipeline, settings, extra=extra,
+        now=now, held=lambda: sum(len(s.order.held) for s in engine.stages.values()),
+        label_overflow=engine.labels.overflow)
+
+
 def engine_registry(engine: Engine, settings: Settings,
                     extra: Callable[[], dict[str, Any]] | None = None,
                     now: float | None = None) -> CollectorRegistry:
-    """A registry serving what a worker holding ``engine`` exports (its owned partitions)."""
+    """Both of a worker's pages in one registry (the audit, the tests)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(KpiCollector(
-        lambda: list(engine.aggregators.values()), engine.pipeline, settings, extra=extra,
-        now=now, held=lambda: sum(len(s.order.held) for s in engine.stages.values()),
-        label_overflow=engine.labels.overflow))
+    registry.register(engine_collector(engine, settings, extra=extra, now=now))
     return registry
 
 
-def worker_registry(engine: Engine, settings: Settings,
-                    extra: Callable[[], dict[str, Any]] | None = None) -> CollectorRegistry:
-    """A worker's /metrics: its engine's families, plus the process (CPU, memory, open files),
-    garbage-collector and Python platform families."""
-    registry = engine_registry(engine, settings, extra=extra)
+def process_collectors() -> list[Collector]:
+    """The process (CPU, memory, open files), garbage-collector and Python platform families
+    of a worker's floor page."""
+    registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     GCCollector(registry=registry)
     PlatformCollector(registry=registry)
-    return registry
+    return [registry]

@@ -337,8 +337,8 @@ def agents() -> Board:
               "Per agent: speed, reply rate, handle time, quality and presence; a live "
               "scorecard row (the monthly one is `cs-pulse scorecard`).", [shop_var(), agent_var()])
     b.add(timeseries.Panel(), "First response p90 by agent", [q(
-        f"histogram_quantile(0.9, sum by (agent, le) (rate(cs_agent_first_response_seconds_bucket"
-        f"{{{SA}}}[1h])))", "{{agent}}")], unit="s", threshold="first_response_p90_seconds",
+        f'cs_agent_first_response_window_seconds{{{SA}, window="60m", stat="p90"}}',
+        "{{agent}}")], unit="s", threshold="first_response_p90_seconds",
         description=describe_threshold("first_response_p90_seconds", duration))
     b.add(timeseries.Panel(), "Response time avg by agent", [q(
         f"sum by (agent) (rate(cs_agent_response_seconds_sum{{{SA}}}[1h]))"

@@ -18,11 +18,12 @@ def _cell(text: str) -> str:
 
 
 def metric_table() -> str:
-    rows = ["| metric | type | labels | unit | help |", "|---|---|---|---|---|"]
+    rows = ["| metric | type | labels | unit | page | help |", "|---|---|---|---|---|---|"]
     for fam in sorted(FAMILIES.values(), key=lambda f: f.name):
         name = fam.name + ("_total" if fam.type == "counter" else "")
         labels = ", ".join(fam.labels) or "—"
-        rows.append(f"| `{name}` | {fam.type} | {labels} | {fam.unit or '—'} | "
+        pages = ", ".join(f"`{e.value}`" for e in sorted(fam.endpoints))
+        rows.append(f"| `{name}` | {fam.type} | {labels} | {fam.unit or '—'} | {pages} | "
                     f"{_cell(fam.help)} |")
     return "\n".join(rows)
 

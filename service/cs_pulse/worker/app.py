@@ -23,8 +23,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 
 from cs_pulse.kafka_client import aiokafka_kwargs, faust_credentials, require_connection
-from cs_pulse.metrics.collector import worker_registry
-from cs_pulse.metrics.http import metrics_app, serve
+from cs_pulse.metrics.collector import engine_collector, process_collectors
+from cs_pulse.metrics.http import metrics_app, serve, worker_pages
 from cs_pulse.settings import Settings
 from cs_pulse.sources.produce import send_batches
 from cs_pulse.worker import faust_compat
@@ -309,7 +309,8 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
     app.timer(SWEEP_SECONDS)(worker.sweep)
     app.timer(WATCHDOG_SECONDS)(worker.watchdog)
 
-    registry = worker_registry(engine, settings, extra=bus.gauges)
+    pages = worker_pages(engine_collector(engine, settings, extra=bus.gauges),
+                         process_collectors())
 
     async def ready(_: web.Request) -> web.Response:
         """200 once every stage owns partitions here and recovery is over; 503 until then
@@ -320,7 +321,7 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
     @app.task
     async def serve_metrics() -> None:
         faust_compat.quiet_debug_logging()
-        await serve(metrics_app(registry, get={"/ready": ready}), settings.metrics_host,
+        await serve(metrics_app(None, get={**pages, "/ready": ready}), settings.metrics_host,
                     settings.metrics_port)
 
     app.cs_engine = engine  # type: ignore[attr-defined]

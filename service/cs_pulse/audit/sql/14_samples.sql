@@ -6,8 +6,11 @@
 -- "Presence gauges exist for agent series that have had an agent.status event;
 -- cs_agent_first/last_online_timestamp_seconds and ..._offline_during_shift_today_seconds only
 -- when the agent was online at some instant today; cs_agent_max_open_sessions for every agent
--- series and window. Waiting and open-session gauges are 0 for a series with none."
+-- series and agent window. Waiting and open-session gauges are 0 for a series with none."
 -- "cs_window_end_timestamp_seconds is the now at which a page's windows were computed".
+-- "Per agent, durations are summaries ... (no buckets ...)" and "Per agent, window gauges exist
+-- for windows 60m and today only": both applied at the end of this file, on the samples; the
+-- tables before it keep every agent window (the reports query them).
 
 -- Window stats of a histogram: cs_first_response_window_seconds, cs_response_window_seconds,
 -- cs_resolution_window_seconds ("like the other window quantiles").
@@ -205,3 +208,19 @@ SELECT 'cs_events_orphaned_total', [['type', type]], CAST(count(*) AS DOUBLE)
 FROM evx WHERE outcome = 'orphan' GROUP BY type
 UNION ALL
 SELECT 'cs_window_end_timestamp_seconds', [], now_s FROM params;
+
+-- README "Exposition rules", the agent page's size (at 2,000 agents one page was 465,000 lines,
+-- 47 MB; four fifths of it per-agent detail):
+-- * agent durations: no buckets. "Per agent, durations are summaries": every cs_agent_*
+--   histogram (first response, response, resolution, handle, CSAT, ...) has _sum and _count
+--   only; queue and team histograms keep their buckets.
+-- * agent windows: 60m, today. "Per agent, window gauges exist for windows 60m and today only
+--   (every cs_agent_* family with a window label)"; queue and team series keep every window.
+CREATE OR REPLACE MACRO label_value(labels, key) AS
+    list_filter(labels, lambda kv: kv[1] = key)[1][2];
+
+DELETE FROM samples
+WHERE starts_with(name, 'cs_agent_')
+  AND (ends_with(name, '_bucket')                                   -- agent durations
+       OR label_value(labels, 'window') NOT IN ('60m', 'today'));   -- agent windows
+                                                                    -- (no window label: kept)

@@ -7,6 +7,11 @@ the README's metric table shows and a test holds every page to.
 
 Naming: base units, ``_seconds``, ``_ratio``, ``_total`` (counters are declared without it,
 as client_python's families are); never customer or conversation ids as labels.
+
+Size: a worker serves two pages (``Endpoint``). Per agent, only the live three are on the floor
+page; the rest is on the agent page, with durations as summaries (no buckets) and windows
+``AGENT_WINDOWS`` only: at 2,000 agents the single page had 465,000 lines, four fifths of
+them per-agent detail that only the Agent scorecard board reads (README "Exposition rules").
 """
 
 from __future__ import annotations
@@ -21,6 +26,16 @@ from cs_pulse.metrics.catalogue.slo import SERVICE_LEVEL_SECONDS, SHORT_ABANDON_
 
 SL = f"{SERVICE_LEVEL_SECONDS} s"
 SHORT = f"{SHORT_ABANDON_SECONDS} s"
+
+
+class Endpoint(StrEnum):
+    """The page of a worker a family is served on."""
+
+    FLOOR = "/metrics"              # scraped every 15 s: rules, alerts, the floor boards
+    AGENTS = "/metrics/agents"      # scraped every 60 s: the Agent scorecard board
+
+
+EVERY_ENDPOINT = frozenset(Endpoint)
 
 
 class Scope(StrEnum):
@@ -45,10 +60,11 @@ AT = (Scope.AGENT, Scope.TEAM)
 @dataclass(frozen=True)
 class Family:
     name: str
-    type: str                     # counter, gauge, histogram
+    type: str                     # counter, gauge, histogram, summary
     help: str
     labels: tuple[str, ...]
     unit: str = ""                # seconds, ratio, score or "" (a count)
+    endpoints: frozenset[Endpoint] = frozenset({Endpoint.FLOOR})
 
 
 @dataclass(frozen=True)
@@ -251,6 +267,12 @@ STAFFING: tuple[Derived, ...] = tuple(Derived(s, h, (Scope.SHOP,), (), u, k) for
 ))
 AGENT = (Scope.AGENT,)
 QUEUE = (Scope.QUEUE,)
+# Per agent, the windows the Agent scorecard board reads; queue series have every window.
+AGENT_WINDOWS = ("60m", "today")
+# Per agent on the floor page: what the recording rules, floor and volume boards read.
+LIVE_AGENT = ("open_sessions", "online", "max_concurrency")
+# On both pages: each page's windows end at the instant it was read (the audit reads it).
+ON_EVERY_PAGE = ("window_end_timestamp_seconds",)
 OTHERS: tuple[Derived, ...] = (
     Derived("waiting_conversations", "Customers waiting now for a first or next reply.", QA),
     Derived("oldest_waiting_seconds", "Age of the oldest wait (0 if none).", QA,
@@ -337,21 +359,31 @@ def name_of(scope: Scope, suffix: str) -> str:
     return PREFIX[scope] + suffix
 
 
+def endpoints_of(scope: Scope, suffix: str) -> frozenset[Endpoint]:
+    if suffix in ON_EVERY_PAGE:
+        return EVERY_ENDPOINT
+    if scope is Scope.AGENT and suffix not in LIVE_AGENT:
+        return frozenset({Endpoint.AGENTS})
+    return frozenset({Endpoint.FLOOR})
+
+
 def _build() -> dict[str, Family]:
     cat = Catalogue()
     for c in COUNTERS:
         for scope in c.scopes:
             cat.add(Family(name_of(scope, c.suffix), "counter", c.help,
-                           LABELS[scope] + ((c.label,) if c.label else ())))
+                           LABELS[scope] + ((c.label,) if c.label else ()),
+                           endpoints=endpoints_of(scope, c.suffix)))
     for h in HISTOGRAMS:
         for scope in h.scopes:
-            cat.add(Family(name_of(scope, h.suffix), "histogram", h.help, LABELS[scope],
-                           h.unit))
+            cat.add(Family(name_of(scope, h.suffix),
+                           "summary" if scope is Scope.AGENT else "histogram", h.help,
+                           LABELS[scope], h.unit, endpoints_of(scope, h.suffix)))
     for d in (*WINDOW_KPIS, *WINDOW_STATS, *AGENT_WINDOW_COUNTS, *CUSTOMER_KPIS,
               *PRESENCE_KPIS, *STAFFING, *OTHERS, *PIPELINE):
         for scope in d.scopes:
             cat.add(Family(name_of(scope, d.suffix), d.type, d.help, LABELS[scope] + d.labels,
-                           d.unit))
+                           d.unit, endpoints_of(scope, d.suffix)))
     return cat.families
 
 
