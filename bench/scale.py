@@ -7,9 +7,11 @@ serves the worker's two pages over HTTP on loopback (``metrics.http.worker_pages
 from one run:
   * each page's lines, bytes and seconds per scrape (gzip, as Prometheus asks),
   * the longest the event loop stalled while a page was built (a ticker task's largest gap),
-  * events/s folded on the loop with both pages scraped every ``--every`` seconds (default
-    15 s, Prometheus's interval for the floor page; the agent page too, so stricter than the
-    deployed 60 s), against the same number of events folded without a scrape,
+  * events/s folded on the loop with the floor page scraped at once and every ``--every``
+    seconds (15 s, its Prometheus interval; by curl, another process), against as many events
+    folded without a scrape; and the agent page's share of the loop at its 60 s interval,
+  * the flush, idle-release and sweep timers' engine work per run at that size when
+    nothing changed (what they cost for the size of the state alone),
   * memory (maximum resident set) per conversation of state.
 In process means no Kafka I/O: the figures isolate what the pages cost the loop.
 """
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import gzip
 import resource
+import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
@@ -35,6 +38,7 @@ from cs_pulse.settings import Settings
 from cs_pulse.worker.app import tune_gc
 from cs_pulse.worker.engine import Record
 from cs_pulse.worker.inprocess import InProcess
+from cs_pulse.worker.worker import SWEEP_CUSTOMERS, SWEEP_SERIES
 
 BATCH = 2000
 
@@ -72,22 +76,52 @@ def get(url: str) -> tuple[float, int, int]:
     return seconds, body.count(b"\n"), len(body)
 
 
-async def fold(ip: InProcess, records: list[Record], scrape: Callable[[], None] | None,
-               every: float) -> float:
-    """Events/s folding ``records`` on the loop, a batch per turn; with ``scrape``, run in a
-    thread (as Prometheus would, from outside) every ``every`` seconds."""
-    started = time.perf_counter()
-    next_scrape = started   # the first at once: a short run still pays for one
-    pending: list[asyncio.Future[None]] = []
+async def fold(ip: InProcess, records: list[Record], scrape: Callable[[], None],
+               every: float, chunk: int = 25_000) -> tuple[float, float]:
+    """Events/s folding ``records`` on the loop, a batch per turn, in chunks taken in turn
+    without and with ``scrape`` (run from a thread at once and every ``every`` seconds of the
+    scraped chunks' time; one under way at a chunk's end is waited for, in its time): the
+    same traffic on both sides, whatever the hour of the simulated day."""
     loop = asyncio.get_running_loop()
-    for i in range(0, len(records), BATCH):
-        ip.feed(records[i:i + BATCH])
-        if scrape is not None and time.perf_counter() >= next_scrape:
-            pending.append(loop.run_in_executor(None, scrape))
-            next_scrape += every
-        await asyncio.sleep(0)
-    await asyncio.gather(*pending)
-    return len(records) / (time.perf_counter() - started)
+    spent = {False: 0.0, True: 0.0}
+    folded = {False: 0, True: 0}
+    next_scrape = 0.0
+    for k, start in enumerate(range(0, len(records), chunk)):
+        part, scraped = records[start:start + chunk], k % 2 == 1
+        pending: list[asyncio.Future[None]] = []
+        started = time.perf_counter()
+        for i in range(0, len(part), BATCH):
+            ip.feed(part[i:i + BATCH])
+            if (i // BATCH) % 10 == 9:
+                ip.engine.take_changes()   # as the worker's flush, once a second, would
+            if scraped and spent[True] + time.perf_counter() - started >= next_scrape:
+                pending.append(loop.run_in_executor(None, scrape))
+                next_scrape += every
+            await asyncio.sleep(0)
+        await asyncio.gather(*pending)
+        spent[scraped] += time.perf_counter() - started
+        folded[scraped] += len(part)
+    return folded[False] / spent[False], folded[True] / spent[True]
+
+
+def housekeeping(ip: InProcess) -> dict[str, float]:
+    """Milliseconds of each timer's engine work (median of 5) with nothing changed since its
+    last run: what is left is what the timer costs for the state's size alone, and it should
+    be next to nothing."""
+    engine = ip.engine
+    timers: dict[str, Callable[[], object]] = {
+        "flush (1 s): take_changes": engine.take_changes,
+        "idle release (0.5 s): release_idle": engine.release_idle,
+        "sweep (10 s), the worker's share": lambda: engine.sweep(SWEEP_CUSTOMERS, SWEEP_SERIES),
+        "sweep, all the state at once (before)": engine.sweep}
+    runs: dict[str, list[float]] = {name: [] for name in timers}
+    engine.take_changes()
+    for _ in range(5):
+        for name, work in timers.items():
+            started = time.perf_counter()
+            work()
+            runs[name].append((time.perf_counter() - started) * 1000)
+    return {name: sorted(ms)[2] for name, ms in runs.items()}
 
 
 async def main_async(events: int, measured: int, every: float) -> None:
@@ -99,6 +133,8 @@ async def main_async(events: int, measured: int, every: float) -> None:
     started = time.perf_counter()
     for i in range(0, len(warm), BATCH):
         ip.feed(warm[i:i + BATCH])
+        if (i // BATCH) % 10 == 9:
+            ip.engine.take_changes()
     print(f"folded {len(warm):,} events in {time.perf_counter() - started:.0f} s", flush=True)
 
     pages = worker_pages(engine_collector(ip.engine, ip.settings), process_collectors())
@@ -122,18 +158,18 @@ async def main_async(events: int, measured: int, every: float) -> None:
             worst = max(worst, (seconds, lines, size, ticker.longest))
         figures[endpoint] = worst
 
-    def scrape_both() -> None:
-        for url in urls.values():
-            get(url)
+    def scrape_floor() -> None:
+        """As Prometheus would: from another process (curl), gzip asked."""
+        subprocess.run(["curl", "-sf", "--compressed", "-o", "/dev/null", urls[Endpoint.FLOOR]],
+                       check=True, timeout=120)
 
-    half = len(tail) // 2
-    quiet = await fold(ip, tail[:half], None, every)
-    scraped = await fold(ip, tail[half:], scrape_both, every)
+    quiet, scraped = await fold(ip, tail, scrape_floor, every)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    timers = housekeeping(ip)
     ip.release_all()
     conversations = sum(len(s.conversations) for s in ip.engine.stages.values())
     agents = sum(1 for agg in ip.engine.aggregators.values() for s in agg.series()
                  if s.startswith(f"{SeriesKind.AGENT}|"))
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     await runner.cleanup()
 
     print(f"\n{events:,} events; {conversations:,} conversations of state; {agents:,} agent "
@@ -143,9 +179,17 @@ async def main_async(events: int, measured: int, every: float) -> None:
     for endpoint, (seconds, lines, size, stall) in figures.items():
         print(f"| `{endpoint.value}` | {lines:,} | {size / 1e6:.1f} | {seconds:.2f} | "
               f"{stall * 1000:.0f} ms |")
-    print(f"\n| fold on the loop | events/s |\n|---|---|\n| unscraped ({half:,} events) | "
-          f"{quiet:,.0f} |\n| both pages scraped every {every:g} s ({len(tail) - half:,} "
-          f"events) | {scraped:,.0f} ({scraped / quiet:.0%}) |")
+    agents_seconds = figures[Endpoint.AGENTS][0]
+    print(f"\n| fold on the loop, chunks of 25,000 events in turn | events/s |\n|---|---|\n"
+          f"| unscraped ({len(tail) // 2:,} events) | {quiet:,.0f} |\n"
+          f"| `/metrics` scraped at once and every {every:g} s ({len(tail) // 2:,} events) | "
+          f"{scraped:,.0f} ({scraped / quiet:.0%}) |\n"
+          f"| `/metrics/agents` every 60 s, its share of the loop | "
+          f"{agents_seconds / 60:.1%} ({agents_seconds:.2f} s a minute) |")
+    print("\n| timer (the worker's interval) | ms per run at this size, nothing changed |"
+          "\n|---|---|")
+    for name, ms in timers.items():
+        print(f"| {name} | {ms:.1f} |")
     print(f"\nmax resident memory {rss / 1e9:.2f} GB: {rss / max(1, conversations) / 1024:.1f} KiB"
           " per conversation of state (the whole process)")
 
@@ -153,7 +197,7 @@ async def main_async(events: int, measured: int, every: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=1_500_000)
-    parser.add_argument("--measured", type=int, default=300_000,
+    parser.add_argument("--measured", type=int, default=400_000,
                         help="events folded with, and as many without, scrapes")
     parser.add_argument("--every", type=float, default=15.0)
     args = parser.parse_args()

@@ -14,6 +14,14 @@ from cs_pulse.kafka_client import KafkaTarget, aiokafka_kwargs
 from cs_pulse.settings import Settings
 
 CHANGELOG_TABLES = ("conversations", "customers", "aggregates")
+# Compaction that runs (the broker's defaults roll a segment after 7 days or 1 GiB, so until
+# then a takeover replays every row ever written): a segment every 10 minutes, cleaned once a
+# tenth of it is superseded. A row stays 15 minutes before it may be compacted, longer than a
+# recovery, so a new owner has rewritten a zombie's keys before their valid rows can go
+# (fencing.py); deletions stay a day for readers part-way through a recovery.
+CHANGELOG_CONFIGS = {"cleanup.policy": "compact", "segment.ms": "600000",
+                     "min.cleanable.dirty.ratio": "0.1", "min.compaction.lag.ms": "900000",
+                     "delete.retention.ms": "86400000"}
 
 
 class TopicMismatch(RuntimeError):
@@ -45,7 +53,7 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0,
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = [NewTopic(name, n, 1, topic_configs={"cleanup.policy": "compact"}
+        wanted = [NewTopic(name, n, 1, topic_configs=CHANGELOG_CONFIGS
                            if name.endswith("-changelog") else {})
                   for name in names if name not in existing]
         if wanted:

@@ -377,6 +377,9 @@ def test_topics_are_those_the_worker_uses_with_its_partitions(overlay: str) -> N
         assert topic["spec"]["partitions"] == wanted, f"{overlay}: {name}"
         compact = name.endswith("-changelog")
         assert (topic["spec"]["config"]["cleanup.policy"] == "compact") == compact, name
+        if compact:   # as the worker creates them
+            config = {k: str(v) for k, v in topic["spec"]["config"].items()}
+            assert config.items() >= topics.CHANGELOG_CONFIGS.items(), name
     brokers = sum(p["spec"]["replicas"] for p in of_kind(objects, "KafkaNodePool")
                   if "broker" in p["spec"]["roles"])
     assert all(t["spec"]["replicas"] <= brokers for t in declared.values())

@@ -7,17 +7,19 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from cs_pulse.audit.compare import key
 from cs_pulse.metrics.catalogue.families import AGENT_WINDOWS, FAMILIES, Endpoint
 from cs_pulse.metrics.collector import (
     Page,
+    TextPage,
     engine_collector,
     engine_registry,
     process_collectors,
@@ -92,13 +94,40 @@ async def test_agent_detail_is_summaries_and_two_windows(client: TestClient) -> 
             if n == "cs_reply_rate_ratio"} == {"1m", "5m", "15m", "60m", "today"}
 
 
-async def test_a_page_is_gzipped_and_speaks_openmetrics(client: TestClient) -> None:
+async def test_a_page_is_gzipped_and_in_the_text_format_whatever_is_preferred(
+        client: TestClient) -> None:
     response = await client.get("/metrics", headers={
         "Accept": "application/openmetrics-text; version=1.0.0",
         "Accept-Encoding": "gzip"})
     assert response.headers["Content-Encoding"] == "gzip"
-    assert response.headers["Content-Type"].startswith("application/openmetrics-text")
-    assert (await response.text()).endswith("# EOF\n")
+    assert response.headers["Content-Type"] == CONTENT_TYPE_LATEST
+    assert "# TYPE cs_conversations_total counter" in await response.text()
+
+
+def test_the_text_page_is_what_client_python_writes(worker: tuple[InProcess, float]) -> None:
+    ip, now = worker
+    collector = engine_collector(ip.engine, ip.settings, now=now)
+    collector.wall = lambda: 1.8e9
+    page = TextPage()
+    for _ in collector.fill(page):
+        pass
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    assert page.text().encode() == generate_latest(registry)
+
+
+def test_label_values_are_escaped_as_client_python_escapes_them() -> None:
+    text, families = TextPage(), Page()
+    for page in (text, families):
+        page.add("cs_peak_hour", ['a "quoted" back\\slash\nnew line'], 1.0)
+        page.histogram("cs_event_lag_seconds", [], [0.5, 1.0], [1.0, 0.0, 2.0], 7.5)
+        page.declare("cs_events_rejected")
+
+    class Registry:
+        def collect(self) -> Iterator[Metric]:
+            return iter(families.families.values())
+
+    assert text.text().encode() == generate_latest(Registry())  # type: ignore[arg-type]
 
 
 async def test_building_a_page_hands_the_loop_back() -> None:
@@ -127,7 +156,7 @@ async def test_building_a_page_hands_the_loop_back() -> None:
     try:
         task = asyncio.create_task(ticker())
         await asyncio.sleep(0)
-        page = Page()
+        page = TextPage()
         await sliced(collector.fill(page), slice_seconds=0.001)
         done.set()
         await task

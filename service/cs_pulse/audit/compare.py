@@ -17,7 +17,8 @@ Key = tuple[str, tuple[tuple[str, str], ...]]
 # Describe the worker, not the data (or depend on its process lifetime and wall clock).
 # Label overflow depends on which worker saw which value first; fenced rows on its recoveries.
 NOT_COMPARED = ("cs_input_", "cs_facts_", "cs_event_lag", "cs_last_event_age",
-                "cs_last_fold_age", "cs_consumer_lag", "cs_owned_", "cs_window_end", "cs_ready",
+                "cs_last_fold_age", "cs_consumer_lag", "cs_owned_", "cs_partitions",
+                "cs_window_end", "cs_ready",
                 "cs_label_overflow", "cs_changelog_")
 PIPELINE = ("cs_events_",)
 MUST_BE_PRESENT_SUFFIXES = ("_ratio", "_score", "_window_seconds", "_timestamp_seconds")

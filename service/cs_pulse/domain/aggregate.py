@@ -25,6 +25,7 @@ from .facts import COUNTERS, DAY_KINDS, HISTOGRAMS, HOURLY_KINDS, bucket_index
 from .model import QUEUE, Fact, series_shop
 from .origins import Origin, Origins
 from .presence import Interval, Presence, Status, presence
+from .sweep import RoundRobin
 from .tiers import TIER_KINDS
 
 SLOT_MS = 10_000
@@ -145,6 +146,7 @@ class Aggregator:
     clock: EventClock = field(default_factory=EventClock)
     _dirty: set[StateKey] = field(default_factory=set)
     _meta_dirty: bool = False   # _META changed: joins _dirty in take_changes
+    _sweep: RoundRobin = field(default_factory=RoundRobin)
     _calendar_of: dict[str, ShopCalendar] = field(default_factory=dict)   # series -> calendar
     _last_quarter: dict[str, tuple[int, str, int]] = field(default_factory=dict)
     _oldest_start: dict[str, tuple[int, float]] = field(default_factory=dict)   # tz -> (q, ms)
@@ -278,18 +280,21 @@ class Aggregator:
 
     # --- reading ---------------------------------------------------------------------------
 
-    def windows(self, series: str, now: int) -> dict[str, Counts]:
+    def windows(self, series: str, now: int, names: tuple[str, ...] | None = None
+                ) -> dict[str, Counts]:
         """Counts of every rolling window at ``now`` (ms), in one pass over the series' slots,
-        plus "today"."""
-        firsts = window_starts(now)
-        out: dict[str, Counts] = {name: {} for name in WINDOWS}
+        plus "today"; or of the windows ``names`` only."""
+        firsts = {name: first for name, first in window_starts(now).items()
+                  if names is None or name in names}
+        out: dict[str, Counts] = {name: {} for name in firsts}
         for s, counts in self.slots.get(series, {}).items():
             if s > now:
                 continue
             for name, first in firsts.items():
                 if s >= first:
                     merge(out[name], counts)
-        out["today"] = dict(self.today_counts(series, now))
+        if names is None or "today" in names:
+            out["today"] = dict(self.today_counts(series, now))
         return out
 
     def today(self, series: str, now: int) -> str:
@@ -299,15 +304,19 @@ class Aggregator:
         """The series' counts of ``now``'s local day (read only)."""
         return self.days.get(series, {}).get(self.today(series, now), {})
 
-    def presence(self, series: str, now: int) -> dict[str, Presence]:
-        """An agent series' presence over each window's interval, and today's (``now`` ms)."""
+    def presence(self, series: str, now: int, names: tuple[str, ...] | None = None
+                 ) -> dict[str, Presence]:
+        """An agent series' presence over each window's interval, and today's (``now`` ms);
+        or over the windows ``names`` only."""
         live = self.live.get(series)
         changes = live.status if live is not None else []
         intervals = list(live.intervals()) if live is not None else []
         out = {name: presence(changes, intervals, first, now)
-               for name, first in window_starts(now).items()}
-        midnight = round(self._calendar(series).midnight(now / 1000.0) * 1000)
-        out["today"] = presence(changes, intervals, midnight, now)
+               for name, first in window_starts(now).items()
+               if names is None or name in names}
+        if names is None or "today" in names:
+            midnight = round(self._calendar(series).midnight(now / 1000.0) * 1000)
+            out["today"] = presence(changes, intervals, midnight, now)
         return out
 
     def series(self) -> Iterable[str]:
@@ -315,19 +324,29 @@ class Aggregator:
 
     # --- expiry and persistence --------------------------------------------------------------
 
-    def expire(self) -> int:
+    def expire(self, budget: int = 0) -> int:
         """Drop slots, days, sessions and status changes no later reading can need; returns
-        how many were dropped."""
+        how many were dropped. ``budget``: look at that many series at most, in turn
+        (``sweep.py``); 0: every series."""
         horizon = self._horizon()
         dropped = 0
-        for series, slots in list(self.slots.items()):
+        for series in self._sweep.take(
+                lambda: set(self.slots) | set(self.days) | set(self.live), budget):
+            dropped += self._expire_series(series, horizon)
+        return dropped
+
+    def _expire_series(self, series: str, horizon: float) -> int:
+        dropped = 0
+        slots = self.slots.get(series)
+        if slots is not None:
             for s in [s for s in slots if s + SLOT_MS <= horizon]:
                 del slots[s]
                 self._dirty.add(("s", str(s), series))
                 dropped += 1
             if not slots:
                 del self.slots[series]
-        for series, days in list(self.days.items()):
+        days = self.days.get(series)
+        if days is not None:
             oldest = self._oldest_day(self._calendar(series))
             for d in [d for d in days if d < oldest]:
                 del days[d]
@@ -335,8 +354,15 @@ class Aggregator:
                 dropped += 1
             if not days:
                 del self.days[series]
-        if self.clock.max_ts is None:
-            return dropped
+        live = self.live.get(series)
+        if live is not None and self.clock.max_ts is not None:
+            # Today's presence reads from local midnight of the latest day on.
+            midnight = self._calendar(series).midnight(self.clock.max_ts / 1000.0) * 1000.0
+            n = _prune(live, min(horizon, midnight))
+            if n:
+                dropped += n
+                self._dirty.add(("l", "", series))
+        return dropped
         for series, live in self.live.items():
             # Today's presence reads from local midnight of the latest day on.
             midnight = self._calendar(series).midnight(self.clock.max_ts / 1000.0) * 1000.0

@@ -25,6 +25,7 @@ from .facts import (
 )
 from .model import AGENT, CustomerRecord, Fact, series_shop, team_series
 from .origins import Origin, Origins
+from .sweep import RoundRobin
 
 
 @dataclass
@@ -72,6 +73,7 @@ class CustomerStage:
         self.origins = Origins()
         self.duplicates = 0
         self._dirty: set[str] = set()
+        self._sweep = RoundRobin()
 
     def apply(self, record: CustomerRecord, origin: Origin | None = None) -> list[Fact]:
         if origin is not None:
@@ -208,17 +210,21 @@ class CustomerStage:
 
     # --- expiry and persistence ---------------------------------------------------------------
 
-    def expire(self) -> int:
+    def expire(self, budget: int = 0) -> int:
         """Forget records no later record can join: every source has moved more than the 24 h
         horizon past them — and, for what after-sales can still match, past the 30 days (when
-        it happens does not change any answer). Returns how many customers were dropped."""
+        it happens does not change any answer). ``budget``: look at that many customers at
+        most, in turn (``sweep.py``); 0: all. Returns how many customers were dropped."""
         if any(s not in self.progress for s in self.sources):
             return 0
         cutoff = min(self.progress[s] for s in self.sources) - CUSTOMER_KEPT_MS
         # a refund matches an order paid up to 30 d before it, paid up to 24 h after the answer
         long_cutoff = cutoff - AFTERSALE_HORIZON_MS - CONVERSION_HORIZON_MS
         gone = 0
-        for key, cust in list(self.customers.items()):
+        for key in self._sweep.take(lambda: self.customers.keys(), budget):
+            cust = self.customers.get(key)
+            if cust is None:
+                continue
             before = _sizes(cust)
             cust.contacts = [x for x in cust.contacts if x[1] >= cutoff]
             cust.resolutions = [x for x in cust.resolutions if x[1] >= cutoff]

@@ -293,6 +293,11 @@ def floor() -> Board:
         description=describe_threshold("abandonment", pct))
     b.add(statetimeline.Panel(), "Peak hour", [
         q(f"shop:cs_peak_hour:max{{{SHOP}}}", "{{shop}}")], w=6, h=6)
+    b.add(stat.Panel(), "Partitions without a serving worker", [
+        q("job:cs_fact_partitions_unserved:count", "unserved")], w=6, h=6,
+        description="Facts partitions no ready worker serves: while above 0, the shops "
+                    "hashed there show no data (a takeover under way; CsPartitionsUnserved "
+                    "pages after 3 minutes).")
     b.add(bargauge.Panel(), "Concurrent sessions per agent", [
         q(f"shop_agent:cs_agent_open_sessions:sum{{{SHOP}}}", "{{agent}}"),
         q(f"cs_agent_max_concurrency{{{SHOP}}}", "max {{agent}}", "B"),

@@ -220,9 +220,10 @@ class FaustBus:
         return "ready"
 
     def gauges(self) -> dict[str, float]:
-        """Readiness, partitions owned per stage and consumer lag (high watermark - last read
-        offset - 1)."""
-        out = {"cs_ready": 1.0 if self.readiness() == "ready" else 0.0}
+        """Readiness, the partitions of each stage (configured, owned here) and consumer lag
+        (high watermark - last read offset - 1)."""
+        out = {"cs_ready": 1.0 if self.readiness() == "ready" else 0.0,
+               "cs_partitions": float(self.settings.partitions)}
         try:
             owned = self.assigned()
         except Exception:  # not started yet

@@ -429,15 +429,16 @@ class Engine:
         self.unflushed.clear()
         return rows[EVENTS], rows[CUSTOMERS], rows[FACTS]
 
-    def sweep(self) -> None:
+    def sweep(self, customers: int = 0, series: int = 0) -> None:
         """Forget customer records and windows no later reading can need (deletions go out
-        with the next ``take_changes``). Conversations expire in the events stage's own time
-        order, not here."""
+        with the next ``take_changes``), looking at up to ``customers`` customers and
+        ``series`` series per partition, in turn (0: all of them; ``domain/sweep.py``).
+        Conversations expire in the events stage's own time order, not here."""
         for p, cs in self.customer_stages.items():
-            if cs.expire() and (CUSTOMERS, p) in self.cursors:
+            if cs.expire(customers) and (CUSTOMERS, p) in self.cursors:
                 self.unflushed.add((CUSTOMERS, p))
         for p, agg in self.aggregators.items():
-            if agg.expire() and (FACTS, p) in self.cursors:
+            if agg.expire(series) and (FACTS, p) in self.cursors:
                 self.unflushed.add((FACTS, p))
 
     def load(self, source: str, items: Iterable[tuple[bytes, bytes | None]]) -> None:

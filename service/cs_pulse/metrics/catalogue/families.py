@@ -336,6 +336,7 @@ PIPELINE: tuple[Derived, ...] = (
             WORKER, unit="seconds"),
     # From the Kafka side (app.FaustBus.gauges).
     Derived("ready", "1 when every stage owns partitions here and recovery is over.", WORKER),
+    Derived("partitions", "Partitions of each stage's topic (CS_PULSE_PARTITIONS).", WORKER),
     Derived("owned_event_partitions", "Events partitions owned by this worker.", WORKER),
     Derived("owned_customer_partitions", "Customers partitions owned by this worker.", WORKER),
     Derived("owned_fact_partitions", "Facts partitions owned by this worker.", WORKER),

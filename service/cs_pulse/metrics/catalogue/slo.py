@@ -424,6 +424,12 @@ def recording_groups(config: Config = CONFIG) -> tuple[RecordingGroup, ...]:
             Recording("job:cs_event_lag_seconds:p99_rate5m",
                       "histogram_quantile(0.99, sum by (job, le) "
                       "(rate(cs_event_lag_seconds_bucket[5m])))"),
+            # Facts partitions (the KPI series) no ready worker serves: a takeover under way,
+            # or nobody left to take them. 0 when every one is served.
+            Recording("job:cs_fact_partitions_unserved:count",
+                      "max by (job) (cs_partitions) - (sum by (job) (cs_owned_fact_partitions "
+                      "and on (job, instance) cs_ready == 1) or max by (job) (cs_partitions) "
+                      "* 0)"),
         )),
     )
 
@@ -554,6 +560,16 @@ def alerts(config: Config = CONFIG) -> tuple[Alert, ...]:
             description=("Events are decoded but nothing reaches the windows: the boards and "
                          "alerts of its partitions are frozen."),
             runbook="stage-unowned.md"),
+        Alert(
+            name="CsPartitionsUnserved",
+            expr="job:cs_fact_partitions_unserved:count > 0",
+            for_="3m",
+            severity="page",
+            summary="{{ $value }} facts partitions without a serving worker",
+            description=("No ready worker serves {{ $value }} partitions of the KPI series for "
+                         "3 minutes: the shops hashed there are blind (their series absent, "
+                         "their burn-rate alerts without data) until a worker takes them over."),
+            runbook="partitions-unserved.md"),
         Alert(
             name="CsFoldingStalled",
             expr=Breach("max by (job, instance) (cs_last_fold_age_seconds)",

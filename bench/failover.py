@@ -1,0 +1,131 @@
+"""Failover at size (not a test): ``python -m bench.failover [--events N]``.
+
+Starts its own broker, produces the bench's simulated traffic (``bench.run.simulated``; 1.5 M
+events are ~100,000 conversations and ~2,300 agents) and lets the workers fold it all. Then:
+  * 2 workers, one killed -9: seconds until the survivor's totals equal the group's before the
+    kill (it has taken the lost partitions over: session timeout, rebalance, changelog replay);
+  * 1 worker killed -9 and started again on its data directory: seconds until its totals equal
+    those before the kill, and the rebuild rate (conversations of state per second).
+The totals compared are the floor page's counters (conversations, messages, closes, waits)
+summed over the workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from bench.run import Rows, Worker, create_topic, encoded, produce, simulated
+from cs_pulse.devtools.children import stopped_on_signals
+from cs_pulse.devtools.embedded_kafka import KafkaBroker
+from cs_pulse.kafka_client import KafkaTarget
+
+TOTALS = ("cs_conversations_total", "cs_messages_total", "cs_conversations_ended_total",
+          "cs_queued_total")
+
+
+def totals(workers: list[Worker]) -> tuple[float, ...]:
+    return tuple(sum(w.metric(name) for w in workers) for name in TOTALS)
+
+
+def settle(workers: list[Worker], events: int, timeout: float) -> tuple[float, ...]:
+    """The workers' totals once every event is read, nothing lags and two readings 3 s apart
+    agree."""
+    deadline = time.monotonic() + timeout
+    previous: tuple[float, ...] | None = None
+    while time.monotonic() < deadline:
+        if sum(w.processed() for w in workers) >= events and all(w.lag() == 0 for w in workers):
+            now = totals(workers)
+            if now == previous and now[0] > 0:
+                return now
+            previous = now
+        time.sleep(3)
+    raise TimeoutError(f"not settled in {timeout:.0f} s")
+
+
+def wait_for(workers: list[Worker], want: tuple[float, ...], timeout: float) -> float:
+    """Seconds until the workers' totals equal ``want``."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if totals(workers) == want:
+            return time.monotonic() - start
+        time.sleep(0.5)
+    raise TimeoutError(f"totals {totals(workers)} not back to {want} in {timeout:.0f} s")
+
+
+def kill(worker: Worker) -> None:
+    worker.proc.kill()
+    worker.proc.wait(30)
+    worker.log.close()
+
+
+def ready(workers: list[Worker], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(w.ready() for w in workers):
+        if time.monotonic() > deadline:
+            raise TimeoutError("workers not ready")
+        time.sleep(0.5)
+
+
+def fold(kafka: KafkaTarget, rows: Rows, workers: int, tmp: Path, timeout: float
+         ) -> tuple[list[Worker], str, str, tuple[float, ...], float]:
+    topic = f"fo-{uuid.uuid4().hex[:6]}"
+    asyncio.run(create_topic(kafka, topic))
+    app_id = f"failover-{uuid.uuid4().hex[:6]}"
+    procs = [Worker(kafka, app_id, topic, tmp) for _ in range(workers)]
+    ready(procs, 300)
+    started = time.monotonic()
+    asyncio.run(produce(kafka, topic, rows))
+    events = sum(map(len, rows.values()))
+    before = settle(procs, events, timeout)
+    print(f"{workers} worker(s) folded {events:,} events in "
+          f"{time.monotonic() - started:.0f} s; totals {before}", file=sys.stderr, flush=True)
+    return procs, app_id, topic, before, time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=1_500_000)
+    parser.add_argument("--timeout", type=float, default=1800.0)
+    args = parser.parse_args()
+    events = simulated(args.events)
+    conversations = len({(e["shop_id"], e.get("conversation_id")) for e in events
+                         if e.get("conversation_id")})
+    rows = encoded(events)
+    del events
+    results: list[tuple[str, float, float]] = []
+    with tempfile.TemporaryDirectory() as tmpdir, KafkaBroker() as broker:
+        tmp, kafka = Path(tmpdir), broker.bootstrap
+        procs, _, _, before, _ = fold(kafka, rows, 2, tmp, args.timeout)
+        try:
+            kill(procs[0])
+            seconds = wait_for(procs[1:], before, args.timeout)
+            # The survivor rebuilds about half the state: the lost worker's partitions.
+            results.append(("2 workers, one killed -9: the survivor's totals back", seconds,
+                            conversations / 2))
+        finally:
+            for w in procs[1:]:
+                w.stop()
+        procs, app_id, topic, before, _ = fold(kafka, rows, 1, tmp, args.timeout)
+        kill(procs[0])
+        restarted = Worker(kafka, app_id, topic, tmp)
+        try:
+            seconds = wait_for([restarted], before, args.timeout)
+            results.append(("1 worker killed -9, restarted on its data directory: totals back",
+                            seconds, conversations))
+        finally:
+            restarted.stop()
+    print(f"\n{args.events:,} events, {conversations:,} conversations\n")
+    print("| failover | seconds | conversations rebuilt per second |\n|---|---|---|")
+    for what, seconds, rebuilt in results:
+        print(f"| {what} | {seconds:.1f} | {rebuilt / seconds:,.0f} |")
+
+
+if __name__ == "__main__":
+    with stopped_on_signals():   # SIGTERM, SIGHUP: stop the children as ^C does
+        main()
