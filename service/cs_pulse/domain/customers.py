@@ -221,7 +221,7 @@ class CustomerStage:
         # a refund matches an order paid up to 30 d before it, paid up to 24 h after the answer
         long_cutoff = cutoff - AFTERSALE_HORIZON_MS - CONVERSION_HORIZON_MS
         gone = 0
-        for key in self._sweep.take(lambda: self.customers.keys(), budget):
+        for key in self._sweep.take(self.customers.keys, budget):
             cust = self.customers.get(key)
             if cust is None:
                 continue

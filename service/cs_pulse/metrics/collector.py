@@ -67,12 +67,16 @@ class Page:
         self.endpoints = endpoints
         self.families: dict[str, Metric] = {}
 
+    def serves(self, name: str) -> bool:
+        """The family is served on one of this page's endpoints."""
+        return bool(FAMILIES[name].endpoints & self.endpoints)
+
     def _family(self, name: str) -> Any:
         fam = self.families.get(name)
         if fam is None:
-            spec = FAMILIES[name]
-            if not spec.endpoints & self.endpoints:
+            if not self.serves(name):
                 return None
+            spec = FAMILIES[name]
             fam = self.families[name] = KINDS[spec.type](name, spec.help,
                                                          labels=list(spec.labels))
         return fam
@@ -121,7 +125,7 @@ class TextPage(Page):
     def _lines(self, name: str) -> list[str] | None:
         lines = self.lines.get(name)
         if lines is None:
-            if not FAMILIES[name].endpoints & self.endpoints:
+            if not self.serves(name):
                 return None
             lines = self.lines[name] = []
         return lines
