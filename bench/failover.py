@@ -5,7 +5,9 @@ events are ~100,000 conversations and ~2,300 agents) and lets the workers fold i
   * 2 workers, one killed -9: seconds until the survivor's totals equal the group's before the
     kill (it has taken the lost partitions over: session timeout, rebalance, changelog replay);
   * 1 worker killed -9 and started again on its data directory: seconds until its totals equal
-    those before the kill, and the rebuild rate (conversations of state per second).
+    those before the kill (the group waits for the killed member's session to expire first);
+  * 1 worker stopped (it leaves the group: no session to wait for) and a new one started on an
+    empty data directory: the rebuild alone, and its rate (conversations of state per second).
 The totals compared are the floor page's counters (conversations, messages, closes, waits)
 summed over the workers.
 """
@@ -119,7 +121,15 @@ def main() -> None:
             results.append(("1 worker killed -9, restarted on its data directory: totals back",
                             seconds, conversations))
         finally:
-            restarted.stop()
+            restarted.stop()   # leaves the group
+        (tmp / "empty").mkdir()
+        fresh = Worker(kafka, app_id, topic, tmp / "empty")
+        try:
+            seconds = wait_for([fresh], before, args.timeout)
+            results.append(("1 worker stopped, a new one on an empty disk: totals back "
+                            "(the rebuild)", seconds, conversations))
+        finally:
+            fresh.stop()
     print(f"\n{args.events:,} events, {conversations:,} conversations\n")
     print("| failover | seconds | conversations rebuilt per second |\n|---|---|---|")
     for what, seconds, rebuilt in results:

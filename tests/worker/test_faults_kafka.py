@@ -63,6 +63,30 @@ def test_restart_recovers_the_flushed_state_instead_of_reprocessing(kafka: Kafka
             restarted.stop()
 
 
+def test_a_worker_restarted_on_its_data_directory_does_not_wait_for_its_session_timeout(
+        kafka: KafkaBroker, tmp_path: Path) -> None:
+    """kill -9 leaves the member in the group until its session times out (60 s here); the
+    worker restarted on the same data directory removes it (worker/membership.py) and serves
+    the recomputed numbers long before."""
+    topo = Topology(kafka.bootstrap, partitions=4)
+    env = {"CS_PULSE_SESSION_TIMEOUT": "60", "CS_PULSE_DATA_DIR": str(tmp_path / "data")}
+    worker = WorkerProcess(topo, tmp_path, "w", **env).start()
+    restarted: WorkerProcess | None = None
+    try:
+        n = produce_simulation(kafka.bootstrap, topo.events_topic, seed=41, minutes=10)
+        worker.wait_until(lambda s: value(s, "cs_events_processed_total") == n, timeout=60)
+        want = recompute(kafka.bootstrap, topo)
+        worker.kill(signal.SIGKILL)
+        killed = time.monotonic()
+        restarted = WorkerProcess(topo, tmp_path, "w2", **env).start()
+        wait_for_match([restarted], want, timeout=120)
+        assert time.monotonic() - killed < 30, "waited for the dead member's session"
+    finally:
+        worker.stop()
+        if restarted is not None:
+            restarted.stop()
+
+
 def test_undeliverable_facts_stop_the_worker_instead_of_losing_them(kafka: KafkaBroker,
                                                                     tmp_path: Path) -> None:
     """Facts the broker will not take (here: a facts topic that refuses records over 200

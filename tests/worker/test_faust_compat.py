@@ -28,11 +28,13 @@ def test_producer_consumer_and_recovery_attributes_exist(app: faust.App) -> None
     assert faust_compat.recovery_done(app) is False
 
 
-def test_take_rows_moves_a_memory_tables_rows_out(app: faust.App) -> None:
-    table = app.Table("t", partitions=1, key_type=bytes, value_type=bytes)
-    table.data.data[b"k"] = b"v"   # type: ignore[attr-defined]
-    assert faust_compat.take_rows(table) == [(b"k", b"v")]
-    assert dict(table.data.data) == {}   # type: ignore[attr-defined]
+def test_the_member_id_is_where_member_id_reads_it() -> None:
+    from aiokafka.consumer.group_coordinator import GroupCoordinator
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, ThreadDelegateConsumer
+
+    assert callable(AIOKafkaConsumerThread._ensure_consumer)
+    assert "self._thread = " in inspect.getsource(ThreadDelegateConsumer.__init__)
+    assert "self.member_id = " in inspect.getsource(GroupCoordinator.__init__)
 
 
 def test_quiet_debug_logging_removes_the_spinner_handler() -> None:

@@ -1,5 +1,5 @@
-"""Zombie fencing of the changelogs (worker/fencing.py), and the recovery filter that applies
-it (faust_compat.fence_recovery), without a broker."""
+"""Zombie fencing of the changelogs (worker/fencing.py), without a broker (the store that
+applies it in recovery: test_changelog_store.py)."""
 
 from __future__ import annotations
 
@@ -78,21 +78,14 @@ def test_epoch_header_parsing() -> None:
     assert epoch_of([("cs-epoch", b"x")]) == 0
 
 
-def test_fence_recovery_filters_what_faust_applies() -> None:
-    applied: list[Any] = []
-    table = SimpleNamespace(apply_changelog_batch=applied.extend)
+def test_forget_makes_partitions_read_again_from_their_start() -> None:
     fences = Fences()
-    faust_compat.fence_recovery(table, fences)  # type: ignore[arg-type]
-
-    def event(offset: int, key: bytes, value: bytes, epoch: int) -> Any:
-        return SimpleNamespace(message=SimpleNamespace(
-            partition=2, offset=offset, key=key, value=value, headers=epoch_headers(epoch)))
-
-    batch = [event(0, b"2/c|a", b"{}", 4), event(1, fence_key(2), b"6", 6),
-             event(2, b"2/c|a", b"{}", 4), event(3, b"2/o|", b"7", 6)]
-    table.apply_changelog_batch(batch)
-    assert [e.message.key for e in applied] == [b"2/c|a", b"2/o|"]
-    assert fences.rejected == 1
+    fences.admit(0, 4, fence_key(0), b"6", epoch_headers(6))
+    fences.admit(1, 9, fence_key(1), b"6", epoch_headers(6))
+    fences.forget({0})
+    assert fences.offsets == {1: 9} and fences.epochs == {1: 6}
+    fences.forget()
+    assert fences.offsets == {} and fences.epochs == {}
 
 
 def test_read_offsets_tell_a_sought_position_from_a_record_read() -> None:

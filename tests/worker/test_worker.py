@@ -25,7 +25,7 @@ from cs_pulse.worker.engine import (
     Record,
     split_key,
 )
-from cs_pulse.worker.worker import SOURCES, Worker
+from cs_pulse.worker.worker import SOURCES, PauseGuard, Worker
 from harness import assert_same, comparable, exported
 
 PARTITIONS = 2
@@ -284,3 +284,40 @@ async def test_records_of_partitions_moved_away_are_not_handled() -> None:
     assert (EVENTS, 0) not in engine.cursors and set(engine.stages) == {1}
     await worker.catch_up(EVENTS, {0: 0})   # a catch-up is asked for by the engine: read
     assert engine.cursors[(EVENTS, 0)].next_offset == len(bus.topics[EVENTS][0])
+
+
+def test_loading_recovered_rows_pauses_the_collector_and_leaves_it_as_it_was() -> None:
+    import gc
+
+    seen: list[bool] = []
+
+    class Loading:   # the engine is compiled: its methods cannot be patched
+        def retain(self, owned: object) -> None: ...
+        def rewrite(self, source: str, keys: object) -> None: ...
+        def load(self, source: str, rows: object) -> None:
+            seen.append(gc.isenabled())
+
+    worker = Worker(Loading(), MemoryBus(), session_timeout=30, fail=fail)  # type: ignore[arg-type]
+    for enabled in (True, False):
+        (gc.enable if enabled else gc.disable)()
+        try:
+            worker.on_recovered(EVENTS, [])
+            assert gc.isenabled() is enabled
+        finally:
+            gc.enable()
+    assert seen == [False, False]
+
+
+def test_an_assignment_ends_a_pause_hold_and_a_long_start_is_no_pause() -> None:
+    now = [0.0]
+    guard = PauseGuard(session_timeout=30, clock=lambda: now[0])
+    now[0] = 25.0                      # a slow start (join, recovery): no tick meanwhile
+    guard.reset()                      # ... then the group gave it its partitions
+    now[0] = 25.5
+    guard.tick()
+    assert not guard.holding()
+    now[0] = 40.0                      # a real pause (SIGSTOP) while it owns partitions
+    guard.tick()
+    assert guard.holding()
+    guard.reset()                      # the rebalance that follows tells it what it owns
+    assert not guard.holding()

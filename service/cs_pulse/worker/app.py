@@ -28,8 +28,10 @@ from cs_pulse.metrics.http import metrics_app, serve, worker_pages
 from cs_pulse.settings import Settings
 from cs_pulse.sources.produce import send_batches
 from cs_pulse.worker import faust_compat
+from cs_pulse.worker.changelog_store import STORE_URL, store_of
 from cs_pulse.worker.engine import CUSTOMERS, EVENTS, FACTS, Change, Engine, Output, Record
 from cs_pulse.worker.fencing import Fences, epoch_headers, fence_key, missed_generations
+from cs_pulse.worker.membership import DataDir, replace_predecessor
 from cs_pulse.worker.worker import SOURCES, Worker
 
 log = logging.getLogger("cs_pulse")
@@ -68,11 +70,13 @@ def run_worker(settings: Settings, loglevel: str = "warn") -> int:
     except TopicMismatch as exc:
         log.error("cannot start: %s", exc)
         return EX_CONFIG
+    data_dir = DataDir(settings.data_dir)
+    asyncio.run(replace_predecessor(data_dir, aiokafka_kwargs(settings), settings.app_id))
     if settings.event_loop == "uvloop":
         import uvloop
 
         asyncio.set_event_loop(uvloop.new_event_loop())
-    app = build_app(settings)
+    app = build_app(settings, data_dir=data_dir)
     if settings.gc_tuning:
         tune_gc()
     FaustWorker(app, loglevel=loglevel, redirect_stdouts=False,
@@ -237,7 +241,10 @@ class FaustBus:
         return out
 
 
-def build_app(settings: Settings | None = None, engine: Engine | None = None) -> faust.App:
+def build_app(settings: Settings | None = None, engine: Engine | None = None,
+              data_dir: DataDir | None = None) -> faust.App:
+    """The worker's Faust app; with ``data_dir``, it records its member id there on each
+    assignment (``membership.py``: a restart on that directory replaces it at once)."""
     settings = settings or Settings()
     engine = engine or Engine(settings)
     n = settings.partitions
@@ -245,7 +252,7 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
         settings.app_id,
         broker=settings.broker_url,
         broker_credentials=faust_credentials(settings),   # SASL/TLS (CS_PULSE_KAFKA_*)
-        store="memory://",
+        store=STORE_URL,   # changelog_store.py: recovery reads a fetch at a time
         web_enabled=False,
         datadir=settings.data_dir,
         topic_partitions=n,
@@ -269,6 +276,8 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
     tables = {source: app.Table(name, partitions=n, key_type=bytes, value_type=bytes)
               for source, name in TABLE_NAMES.items()}
     bus = FaustBus(app, settings, tables)
+    for source, table in tables.items():
+        store_of(table).attach(bus.fences[source], aiokafka_kwargs(settings))
     worker = Worker(engine, bus, settings.session_timeout,
                     hold_flushes=settings.pause_holds_flushes)
 
@@ -278,7 +287,11 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
                         "from the changelogs", generation, bus.generation)
             await worker.forget_state()
             faust_compat.recover_from_start(app)
+            for fences in bus.fences.values():
+                fences.forget()
         bus.generation = generation
+        if data_dir is not None:
+            data_dir.record(settings.app_id, faust_compat.member_id(app))
         try:
             await bus.fence(assigned, generation)
         except Exception as exc:
@@ -291,7 +304,6 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
                                           for source in topics}, before_assign=fence)
     for source, topic in topics.items():
         app.agent(topic, name=f"{source}_stage")(_stage(app, worker, source, queues[source]))
-        faust_compat.fence_recovery(tables[source], bus.fences[source])
         tables[source].on_recover(_recovered(worker, bus, source, tables[source]))
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
@@ -348,7 +360,7 @@ def _stage(app: faust.App, worker: Worker, source: str, queue: asyncio.Queue[lis
 
 def _recovered(worker: Worker, bus: FaustBus, source: str, table: Any) -> Any:
     async def recovered() -> None:
-        worker.on_recovered(source, faust_compat.take_rows(table),
+        worker.on_recovered(source, store_of(table).take_rows(),
                             bus.fences[source].take_stale_keys())
         try:
             await bus.refence(source)

@@ -17,9 +17,7 @@ from typing import Any
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers.aiokafka import Consumer as AiokafkaConsumer
-from faust.types import TP, TableT
-
-from cs_pulse.worker.fencing import Fences
+from faust.types import TP
 
 FAUST_VERSION = "0.15.3"   # the version these accessors were written and tested against
 # sha256 of faust's Consumer._drain_messages source, which BatchConsumer copies: an upgrade that
@@ -33,28 +31,11 @@ def kafka_producer(app: faust.App) -> Any:
     return app.producer._ensure_producer()  # type: ignore[attr-defined]
 
 
-def take_rows(table: TableT) -> list[tuple[bytes, bytes | None]]:
-    """Move recovered rows out of a memory-backed table's store: the engine holds the working
-    copy, so Faust's copy would only double the memory."""
-    store: Any = table.data
-    items = list(store.data.items())
-    store.data.clear()
-    return items
-
-
-def fence_recovery(table: TableT, fences: Fences) -> None:
-    """Recovery applies a changelog's rows only if ``fences`` admits them (in log order): rows
-    written by a worker fenced off before them, and the fence rows themselves, never reach the
-    table (see ``fencing.py``)."""
-    apply = table.apply_changelog_batch
-    admit = fences.admit
-
-    def apply_fenced(batch: Any) -> None:
-        apply([event for event in batch
-               if admit(event.message.partition, event.message.offset, event.message.key,
-                        event.message.value, event.message.headers)])
-
-    table.apply_changelog_batch = apply_fenced  # type: ignore[method-assign]
+def member_id(app: faust.App) -> str:
+    """This worker's member id in the consumer group, as aiokafka's coordinator holds it (Faust
+    reads the generation from the same object)."""
+    consumer: Any = app.consumer
+    return str(consumer._thread._ensure_consumer()._coordinator.member_id)
 
 
 def recover_from_start(app: faust.App) -> None:

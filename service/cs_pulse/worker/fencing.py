@@ -63,8 +63,9 @@ def missed_generations(previous: int | None, generation: int) -> bool:
 
 class Fences:
     """One changelog's fences, per partition, as read in log order. Kept across recoveries:
-    Faust replays a partition this worker kept only from where it stopped reading, and one it
-    gets back from its start (the memory store), which starts that partition's fences over."""
+    a partition this worker kept is read on from where reading stopped (``offsets``, the store's
+    ``persisted_offset``), one it lost and got back from its start (``forget``), which starts
+    that partition's fences over."""
 
     def __init__(self) -> None:
         self.epochs: dict[int, int] = {}
@@ -90,6 +91,13 @@ class Fences:
                 self.stale_keys.setdefault(partition, set()).add(key)
             return False
         return True
+
+    def forget(self, partitions: Iterable[int] | None = None) -> None:
+        """Partitions (None: all) to be read again from their start: lost in a rebalance, or
+        the whole state rebuilt after missed generations."""
+        for p in list(self.offsets) if partitions is None else partitions:
+            self.offsets.pop(p, None)
+            self.epochs.pop(p, None)
 
     def take_stale_keys(self) -> dict[int, set[bytes]]:
         """Keys of the rows dropped since the last call: the reader writes them again."""
