@@ -43,3 +43,12 @@ def test_the_holder_reads_back_what_its_predecessor_recorded_for_the_same_group(
     assert first.predecessor("group-a") is None
     (tmp_path / MEMBER_FILE).write_text("{not json")
     assert first.predecessor("group-a") is None        # a damaged record is no record
+
+
+def test_a_directory_it_cannot_write_is_no_shortcut_and_no_failure(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    data_dir = DataDir(blocked / "data")        # under a file: cannot be created
+    assert not data_dir.lock()
+    assert data_dir.predecessor("g") is None
+    data_dir.record("g", "member-1")

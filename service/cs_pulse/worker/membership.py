@@ -37,8 +37,11 @@ class DataDir:
     def lock(self) -> bool:
         """True if this process holds the directory now (for as long as it lives)."""
         if self._lock is None:
-            self.path.mkdir(parents=True, exist_ok=True)
-            handle = open(self.path / LOCK_FILE, "ab")  # noqa: SIM115 - held until exit
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+                handle = open(self.path / LOCK_FILE, "ab")  # noqa: SIM115 - held until exit
+            except OSError:   # a directory it cannot write: no restart shortcut, no failure
+                return False
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
