@@ -363,15 +363,6 @@ class Aggregator:
                 dropped += n
                 self._dirty.add(("l", "", series))
         return dropped
-        for series, live in self.live.items():
-            # Today's presence reads from local midnight of the latest day on.
-            midnight = self._calendar(series).midnight(self.clock.max_ts / 1000.0) * 1000.0
-            cutoff = min(horizon, midnight)
-            n = _prune(live, cutoff)
-            if n:
-                dropped += n
-                self._dirty.add(("l", "", series))
-        return dropped
 
     def take_changes(self) -> list[tuple[str, Any]]:
         """Changed keys since the last call, with their value (None = deleted)."""

@@ -97,15 +97,13 @@ class ChangelogStore(MemoryStore):
                            generation_id: int = 0) -> None:
         assert self.fences is not None
         topic = self.changelog()
-        log.info("%s: rebalance, assigned %s, revoked %s", topic,
-                 sorted(tp.partition for tp in assigned if tp.topic == topic),
-                 sorted(tp.partition for tp in revoked if tp.topic == topic))
         lost = {tp.partition for tp in revoked if tp.topic == topic}
         self.fences.forget(lost)
         self.drop(lambda partition: partition not in lost)
         standbys = self.app.assignor.assigned_standbys()
         partitions = sorted(tp.partition for tp in assigned
                             if tp.topic == topic and tp not in standbys)
+        log.info("%s: rebalance, assigned %s, revoked %s", topic, partitions, sorted(lost))
         try:
             await self.read(partitions)
         except Exception as exc:   # Faust's recovery goes on from where this stopped
