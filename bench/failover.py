@@ -3,7 +3,8 @@
 Starts its own broker, produces the bench's simulated traffic (``bench.run.simulated``; 1.5 M
 events are ~100,000 conversations and ~2,300 agents) and lets the workers fold it all. Then:
   * 2 workers, one killed -9: seconds until the survivor's totals equal the group's before the
-    kill (it has taken the lost partitions over: session timeout, rebalance, changelog replay);
+    kill (it has taken the lost partitions over: session timeout, rebalance, the changelogs'
+    tail its warm standby had not read yet);
   * 1 worker killed -9 and started again on its data directory: seconds until its totals equal
     those before the kill (the group waits for the killed member's session to expire first);
   * 1 worker stopped (it leaves the group: no session to wait for) and a new one started on an

@@ -91,9 +91,11 @@ def test_every_variable_is_read_from_the_environment(monkeypatch: pytest.MonkeyP
             "WEBHOOK_SPOOL_DIR": "/spool", "WEBHOOK_SPOOL_MAX_BYTES": "2048",
             "WEBHOOK_SPOOL_FSYNC": "false", "ZENDESK_WEBHOOK_SECRET": "zd",
             "ZENDESK_SHOP": "zds", "ZENDESK_AUTOMATION_AUTHOR_IDS": "111, 222"}
-    # Label limits (README "Limits"), the zombie-fencing test's switch, the GC tuning
+    # Label limits (README "Limits"), the zombie-fencing test's switch, the GC tuning, the
+    # changelog standby
     env |= {"MAX_SHOPS": "2", "MAX_QUEUES": "3", "MAX_TEAMS": "4", "MAX_AGENTS": "5",
-            "MAX_CHANNELS": "6", "PAUSE_HOLDS_FLUSHES": "false", "GC_TUNING": "false"}
+            "MAX_CHANNELS": "6", "PAUSE_HOLDS_FLUSHES": "false", "GC_TUNING": "false",
+            "WARM_STANDBY": "false"}
     for name, value in env.items():
         monkeypatch.setenv(f"CS_PULSE_{name}", value)
     s = Settings()
@@ -125,7 +127,7 @@ def test_every_variable_is_read_from_the_environment(monkeypatch: pytest.MonkeyP
     assert (s.zendesk_webhook_secret.get_secret_value(), s.zendesk_shop,
             s.zendesk_automation_author_ids) == ("zd", "zds", ["111", "222"])
     assert s.label_limits == {"shop": 2, "queue": 3, "team": 4, "agent": 5, "channel": 6}
-    assert s.pause_holds_flushes is False and s.gc_tuning is False
+    assert s.pause_holds_flushes is False and s.gc_tuning is False and s.warm_standby is False
     # Every field has its variable: nothing is configurable only in code.
     assert {env_name(f) for f in Settings.model_fields} == {
         f"CS_PULSE_{n}" for n in [*env, "KAFKA_SASL_PASSWORD"]}

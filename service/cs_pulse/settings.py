@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     # After a pause (SIGSTOP, VM freeze) hold flushes for a session timeout. Turned off only
     # by the zombie-fencing test, to make a zombie that writes (README "Zombie fencing").
     pause_holds_flushes: bool = True
+    # Follow every changelog partition between rebalances, so a takeover reads only its tail
+    # (worker/changelog_store.py): costs the memory of the other workers' rows.
+    warm_standby: bool = True
     data_dir: str = "/tmp/cs-pulse"
     loglevel: str = "warn"                     # ``cs-pulse worker --loglevel`` default
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"   # the worker's (uvloop: faster I/O)

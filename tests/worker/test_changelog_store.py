@@ -4,6 +4,7 @@ stopped (the reading itself, against a real broker: test_changelog_store_kafka.p
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any
 
@@ -47,10 +48,14 @@ def test_what_faust_applies_goes_through_the_fences_and_tombstones_delete(
     assert store.fences is not None and store.fences.rejected == 1
 
 
-def test_take_rows_moves_the_rows_out(store: ChangelogStore) -> None:
+def test_take_rows_moves_the_rows_of_the_partitions_recovered_out(store: ChangelogStore
+                                                                   ) -> None:
     store.apply(0, 0, b"0/c|a", b"v", epoch_headers(1))
+    store.apply(1, 0, b"1/c|a", b"w", epoch_headers(1))
+    store.held = frozenset({0})
     assert store.take_rows() == [(b"0/c|a", b"v")]
-    assert store.partitions == {}
+    assert store.partitions == {1: {b"1/c|a": b"w"}}     # a standby's rows stay
+    assert store.standby_rows() == 1
 
 
 def test_faust_recovers_from_where_the_stores_reading_stopped(store: ChangelogStore) -> None:
@@ -108,3 +113,83 @@ async def test_a_failed_reading_leaves_the_rest_to_fausts_recovery(
     await store.on_rebalance({TP(topic, 0)}, set(), {TP(topic, 0)}, 1)
     assert store.persisted_offset(TP(topic, 0)) == 7      # Faust goes on from there
     assert store.partitions == {0: {b"0/c|a": b"v"}}
+
+
+@pytest.fixture
+def standby(store: ChangelogStore, monkeypatch: pytest.MonkeyPatch) -> ChangelogStore:
+    """The store as a warm standby, its following replaced by a task that waits to be
+    cancelled (reading a real changelog: test_changelog_store_kafka.py)."""
+    store.standby = True
+    store.follows = 0   # type: ignore[attr-defined]
+
+    async def follow() -> None:
+        store.follows += 1   # type: ignore[attr-defined]
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(store, "follow", follow)
+    monkeypatch.setattr(store.app, "assignor", SimpleNamespace(assigned_standbys=set))
+    return store
+
+
+async def test_a_standby_keeps_the_rows_of_other_workers_partitions_and_follows_on(
+        standby: ChangelogStore) -> None:
+    topic = standby.changelog()
+    for partition in (0, 1):
+        standby.apply(partition, 3, f"{partition}/c|a".encode(), b"v", epoch_headers(1))
+    await standby.on_recovery_completed({TP(topic, 1)}, set())
+    assert standby.take_rows() == [(b"1/c|a", b"v")]
+    assert standby.partitions == {0: {b"0/c|a": b"v"}}
+    await asyncio.sleep(0)
+    assert standby.following is not None and standby.follows == 1   # type: ignore[attr-defined]
+    await standby.on_stop()
+    assert standby.following is None
+
+
+async def test_following_reads_the_engines_partitions_through_the_fences_only(
+        standby: ChangelogStore) -> None:
+    """Their rows are the engine's own writes; a zombie's row among them is found, and its key
+    goes to the owner's next recovery; stale keys of another worker's partition wait until
+    this worker owns it."""
+    standby.held = frozenset({0})
+    for partition in (0, 1):
+        standby.apply(partition, 5, fence_key(partition), b"3", epoch_headers(3))
+        standby.apply(partition, 6, f"{partition}/c|a".encode(), b"own", epoch_headers(3))
+        standby.apply(partition, 7, f"{partition}/c|z".encode(), b"zombie", epoch_headers(2))
+    assert standby.partitions == {1: {b"1/c|a": b"own"}}
+    assert standby.fences is not None and standby.fences.offsets == {0: 7, 1: 7}
+    assert standby.take_stale_keys() == {0: {b"0/c|z"}}
+    standby.held = frozenset({0, 1})                          # taken over later
+    assert standby.take_stale_keys() == {1: {b"1/c|z"}}
+
+
+async def test_a_rebalance_stops_the_following_before_it_reads_and_forgets(
+        standby: ChangelogStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    topic = standby.changelog()
+    await standby.on_recovery_completed({TP(topic, 0)}, set())
+    await asyncio.sleep(0)
+    following = standby.following
+    assert following is not None and not following.done()
+    standby.apply(1, 9, b"1/c|a", b"v", epoch_headers(1))    # another worker's, followed
+    seen: list[tuple[bool, frozenset[int]]] = []
+
+    async def record(partitions: list[int]) -> None:
+        seen.append((following.done(), standby.held))
+
+    monkeypatch.setattr(standby, "read", record)
+    await standby.on_rebalance({TP(topic, 0), TP(topic, 1)}, set(), {TP(topic, 1)}, 4)
+    assert seen == [(True, frozenset())]          # stopped; the recovery keeps every row
+    assert standby.persisted_offset(TP(topic, 1)) == 9   # a takeover reads on from there
+    await standby.on_recovery_completed({TP(topic, 0), TP(topic, 1)}, set())
+    assert standby.take_rows() == [(b"1/c|a", b"v")]
+    await standby.on_stop()
+
+
+async def test_forgetting_everything_drops_a_standbys_rows_too(standby: ChangelogStore
+                                                               ) -> None:
+    standby.apply(1, 9, b"1/c|a", b"v", epoch_headers(1))
+    standby.apply(2, 4, b"2/c|a", b"v", epoch_headers(1))
+    standby.forget({1})
+    assert standby.partitions == {2: {b"2/c|a": b"v"}}
+    standby.forget()
+    assert standby.partitions == {} and standby.persisted_offset(TP(standby.changelog(), 2)) \
+        is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections.abc import Callable
 
 import orjson
 import pytest
@@ -180,10 +181,25 @@ class Log:
             self.topics[EVENTS][zlib.crc32(key) % partitions].append(orjson.dumps(e))
         self.changelogs: dict[str, dict[bytes, bytes | None]] = {
             s: {} for s in (EVENTS, CUSTOMERS, FACTS)}
+        # Every record batch written to a changelog, in order: (source, partition, rows).
+        self.batches: list[tuple[str, int, list[tuple[bytes, bytes | None]]]] = []
 
-    def flush(self, engine: Engine) -> None:
+    def write(self, source: str, rows: list[tuple[int, bytes, bytes | None]],
+              lands: Callable[[str, int], bool] = lambda source, partition: True) -> None:
+        """Rows as one record batch per partition (as ``send_batches``); only the batches of
+        the partitions ``lands`` names reach the log (a worker killed part-way)."""
+        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
+        for p, k, v in rows:
+            by_partition.setdefault(p, []).append((k, v))
+        for p, batch in by_partition.items():
+            if lands(source, p):
+                self.batches.append((source, p, batch))
+                self.changelogs[source].update(batch)
+
+    def flush(self, engine: Engine,
+              lands: Callable[[str, int], bool] = lambda source, partition: True) -> None:
         for source, rows in zip((EVENTS, CUSTOMERS, FACTS), engine.take_changes(), strict=True):
-            self.changelogs[source].update((k, v) for _, k, v in rows)
+            self.write(source, rows, lands)
 
     def send(self, out_facts: list[tuple[int, bytes]], out_customers: list[tuple[int, bytes]]
              ) -> None:
@@ -210,7 +226,7 @@ def run_until(engine: Engine, log: Log, steps: int, flush_every: int,
             log.send(out.facts, out.customers)
         if release_every and step % release_every == release_every - 1:
             out = engine.release_idle(idle_seconds=-1)
-            log.changelogs[EVENTS].update((k, v) for _, k, v in out.markers)
+            log.write(EVENTS, out.markers)
             log.send(out.facts, out.customers)
         for p in range(len(log.topics[CUSTOMERS])):
             start = cursor(CUSTOMERS, p)

@@ -10,10 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from cs_pulse.devtools.embedded_kafka import KafkaBroker
 from cs_pulse.sources.produce import EventProducer
 from cs_pulse.sources.simulate import SimConfig, generate
+from cs_pulse.worker.app import TABLE_NAMES
 from factory import peak_tz
 from harness import Samples, Topology, WorkerProcess, comparable, recompute, value
 
@@ -72,6 +74,18 @@ def wait_for_match(workers: list[WorkerProcess], want: dict, timeout: float) -> 
     raise AssertionError("\n".join(problems))
 
 
+async def changelog_rows(bootstrap: str, topo: Topology) -> int:
+    """Records written to the three changelogs, all partitions."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(f"{topo.name}-{table}-changelog", p)
+               for table in TABLE_NAMES.values() for p in range(topo.partitions)]
+        return sum((await consumer.end_offsets(tps)).values())
+    finally:
+        await consumer.stop()
+
+
 def start_pair(topo: Topology, tmp_path: Path) -> tuple[WorkerProcess, WorkerProcess]:
     """Two workers of one group, returned once both own event partitions."""
     a = WorkerProcess(topo, tmp_path, "a", **FAST_REBALANCE).start()
@@ -92,16 +106,28 @@ def test_two_workers_add_up_and_survive_sigkill(kafka: KafkaBroker, tmp_path: Pa
         want = recompute(kafka.bootstrap, topo)
         assert len(want) > 100
         wait_for_match([a, b], want, timeout=90)
+        # A is B's warm standby: it followed B's changelog partitions as B flushed them.
+        a.wait_until(lambda s: value(s, "cs_changelog_standby_rows") > 0
+                     and value(s, "cs_changelog_standby_lag_messages") == 0, timeout=30)
+        recovered = value(a.scrape(), "cs_changelog_recovered_rows_total")
 
-        b.kill(signal.SIGKILL)
-        # More traffic while B's partitions move over.
+        # Killed mid-stream (flushing every second): more traffic while B's partitions move.
         produce_simulation(kafka.bootstrap, topo.events_topic, seed=4, minutes=10)
+        b.kill(signal.SIGKILL)
+        produce_simulation(kafka.bootstrap, topo.events_topic, seed=6, minutes=5)
         want = recompute(kafka.bootstrap, topo)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and owned(a) != (4, 4, 4):
             time.sleep(1)
         assert owned(a) == (4, 4, 4)
         wait_for_match([a], want, timeout=120)
+        # The takeover read only what B wrote after A's standby had last read: not B's
+        # changelog partitions from their start.
+        written = asyncio.run(changelog_rows(kafka.bootstrap, topo))
+        takeover = value(a.scrape(), "cs_changelog_recovered_rows_total") - recovered
+        print(f"changelog rows {written}, read by the takeover {takeover}")
+        assert takeover < 0.1 * written
+        assert value(a.scrape(), "cs_changelog_standby_rows") == 0   # it owns everything
     finally:
         a.stop()
         b.stop()

@@ -238,6 +238,10 @@ class FaustBus:
             lag += sum(self.lags(source).values())
         out["cs_consumer_lag_messages"] = lag
         out["cs_changelog_fenced_rows"] = float(sum(f.rejected for f in self.fences.values()))
+        stores = [store_of(table) for table in self.tables.values()]
+        out["cs_changelog_recovered_rows"] = float(sum(s.rows_read for s in stores))
+        out["cs_changelog_standby_rows"] = float(sum(s.standby_rows() for s in stores))
+        out["cs_changelog_standby_lag_messages"] = float(sum(s.standby_lag for s in stores))
         return out
 
 
@@ -277,18 +281,22 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None,
               for source, name in TABLE_NAMES.items()}
     bus = FaustBus(app, settings, tables)
     for source, table in tables.items():
-        store_of(table).attach(bus.fences[source], aiokafka_kwargs(settings))
+        store_of(table).attach(bus.fences[source], aiokafka_kwargs(settings),
+                               standby=settings.warm_standby)
     worker = Worker(engine, bus, settings.session_timeout,
                     hold_flushes=settings.pause_holds_flushes)
 
     async def fence(assigned: set[TP], generation: int) -> None:
+        stores = [store_of(table) for table in tables.values()]
+        for store in stores:   # standbys stop reading before anything else uses the fences
+            await store.stop_following()
         if missed_generations(bus.generation, generation):
             log.warning("back in the group at generation %s after %s: rebuilding all state "
                         "from the changelogs", generation, bus.generation)
             await worker.forget_state()
             faust_compat.recover_from_start(app)
-            for fences in bus.fences.values():
-                fences.forget()
+            for store in stores:
+                store.forget()
         bus.generation = generation
         if data_dir is not None:
             data_dir.record(settings.app_id, faust_compat.member_id(app))
@@ -360,8 +368,8 @@ def _stage(app: faust.App, worker: Worker, source: str, queue: asyncio.Queue[lis
 
 def _recovered(worker: Worker, bus: FaustBus, source: str, table: Any) -> Any:
     async def recovered() -> None:
-        worker.on_recovered(source, store_of(table).take_rows(),
-                            bus.fences[source].take_stale_keys())
+        store = store_of(table)
+        worker.on_recovered(source, store.take_rows(), store.take_stale_keys())
         try:
             await bus.refence(source)
         except Exception as exc:

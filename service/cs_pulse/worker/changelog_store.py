@@ -15,6 +15,15 @@ fenced the same way.
 If that reading fails (the broker does not answer, nothing arrives for ``STALLED_SECONDS``),
 Faust's recovery reads the rest, the slow way, from where it stopped.
 
+A warm standby (``CS_PULSE_WARM_STANDBY``, on by default): between rebalances the store goes on
+reading every partition of its changelog as it is written (``follow``), through the same
+fences. It keeps the rows of partitions other workers own, so taking one over reads only what
+was written since (a takeover no longer replays the lost worker's whole changelog), and reads
+the partitions the engine holds through the fences only (their rows are the engine's own
+writes; a zombie's row among them is found here rather than at the next rebalance). It stops
+before anything else touches the fences (the assignment's fencing hook, ``on_rebalance``) and
+starts again when a recovery is over.
+
 Where a partition was read up to is the fences' own record of it (``Fences.offsets``): every
 row, however it was read, passes through them in log order. A partition lost in a rebalance
 is forgotten there, so getting it back reads it from its start, as its state was forgotten.
@@ -22,6 +31,8 @@ is forgotten there, so getting it back reads it from its start, as its state was
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -37,6 +48,8 @@ STORE_URL = "cs-changelog://"         # the entry point's name, in pyproject.tom
 FETCH_BYTES = 32 * 1024 * 1024        # per fetch, all partitions: a few fetches per partition
 PARTITION_FETCH_BYTES = 8 * 1024 * 1024
 STALLED_SECONDS = 15.0                # nothing read for this long: leave the rest to Faust
+FOLLOW_RECORDS = 2000                 # per fetch while following: ~6 ms of the loop at a time
+FOLLOW_RETRY_SECONDS = 5.0
 
 
 class ChangelogStore(MemoryStore):
@@ -47,29 +60,50 @@ class ChangelogStore(MemoryStore):
     fences: Fences | None = None
     partitions: dict[int, dict[bytes, bytes]]   # rows read, per partition, until taken
     kafka: dict[str, Any] | None = None    # aiokafka connection options (``aiokafka_kwargs``)
-    rows_read = 0                          # by this store's own reading, since the start
+    rows_read = 0                          # by recoveries (not by following), since the start
+    standby = False                        # follow the changelog between rebalances
+    # Partitions the engine holds since the last recovery: following reads their rows through
+    # the fences only. Empty during a recovery, which keeps every row it reads.
+    held: frozenset[int] = frozenset()
+    following: asyncio.Task[None] | None = None
+    standby_lag = 0                        # records not yet followed, other workers' partitions
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.partitions = {}
 
-    def attach(self, fences: Fences, kafka: dict[str, Any]) -> None:
-        self.fences, self.kafka = fences, kafka
+    def attach(self, fences: Fences, kafka: dict[str, Any], standby: bool = False) -> None:
+        self.fences, self.kafka, self.standby = fences, kafka, standby
 
     def changelog(self) -> str:
         return str(self.table.changelog_topic.get_topic_name())
 
     def take_rows(self) -> list[tuple[bytes, bytes | None]]:
-        """The rows recovered, moved out (the engine's copy is the working one)."""
-        rows: list[tuple[bytes, bytes | None]] = [
-            row for part in self.partitions.values() for row in part.items()]
-        self.partitions.clear()
+        """The rows of the partitions recovered, moved out (the engine's copy is the working
+        one); the standby rows of other partitions stay."""
+        rows: list[tuple[bytes, bytes | None]] = []
+        for partition in self.held & self.partitions.keys():
+            rows.extend(self.partitions.pop(partition).items())
         return rows
+
+    def take_stale_keys(self) -> dict[int, set[bytes]]:
+        """Keys of fenced-off rows in the partitions recovered (``Fences.take_stale_keys``)."""
+        assert self.fences is not None
+        return self.fences.take_stale_keys(self.held)
+
+    def standby_rows(self) -> int:
+        return sum(len(rows) for p, rows in self.partitions.items() if p not in self.held)
 
     def drop(self, keep: Callable[[int], bool]) -> None:
         """Rows of partitions not owned any more (a rebalance before the recovery was over)."""
         for partition in [p for p in self.partitions if not keep(p)]:
             del self.partitions[partition]
+
+    def forget(self, partitions: set[int] | None = None) -> None:
+        """Partitions (None: all) to read again from their start: their fences and rows."""
+        assert self.fences is not None
+        self.fences.forget(partitions)
+        self.drop(lambda p: partitions is not None and p not in partitions)
 
     def persisted_offset(self, tp: TP) -> int | None:
         """Where this store stopped reading the partition: Faust's recovery goes on from it."""
@@ -81,11 +115,13 @@ class ChangelogStore(MemoryStore):
         for event in batch:
             m = event.message
             self.apply(m.partition, m.offset, m.key, m.value, m.headers)
+            self.rows_read += 1
 
     def apply(self, partition: int, offset: int, key: bytes | None, value: bytes | None,
               headers: Any) -> None:
         assert self.fences is not None
-        if not self.fences.admit(partition, offset, key, value, headers) or key is None:
+        if not self.fences.admit(partition, offset, key, value, headers) or key is None \
+                or partition in self.held:
             return
         rows = self.partitions.setdefault(partition, {})
         if value is None:
@@ -95,11 +131,11 @@ class ChangelogStore(MemoryStore):
 
     async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP],
                            generation_id: int = 0) -> None:
-        assert self.fences is not None
+        await self.stop_following()
+        self.held = frozenset()
         topic = self.changelog()
         lost = {tp.partition for tp in revoked if tp.topic == topic}
-        self.fences.forget(lost)
-        self.drop(lambda partition: partition not in lost)
+        self.forget(lost)
         standbys = self.app.assignor.assigned_standbys()
         partitions = sorted(tp.partition for tp in assigned
                             if tp.topic == topic and tp not in standbys)
@@ -111,24 +147,79 @@ class ChangelogStore(MemoryStore):
                         "rest", topic, partitions, exc)
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
-        """Only rows of the partitions recovered reach the engine (``take_rows``, next)."""
+        """Only rows of the partitions recovered reach the engine (``take_rows``, next); the
+        store follows the changelog again as a standby of the others."""
         topic = self.changelog()
-        active = {tp.partition for tp in active_tps if tp.topic == topic}
-        self.drop(active.__contains__)
+        self.held = frozenset(tp.partition for tp in active_tps if tp.topic == topic)
+        if self.standby:
+            await self.stop_following()
+            self.following = asyncio.ensure_future(self.follow())
+        else:
+            self.drop(self.held.__contains__)
+
+    async def stop_following(self) -> None:
+        task, self.following = self.following, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def on_stop(self) -> None:
+        await self.stop_following()
+        await super().on_stop()
+
+    def _consumer(self, max_records: int) -> Any:
+        from aiokafka import AIOKafkaConsumer
+
+        assert self.kafka is not None
+        return AIOKafkaConsumer(
+            **self.kafka, group_id=None, enable_auto_commit=False,
+            auto_offset_reset="earliest", fetch_max_bytes=FETCH_BYTES,
+            max_partition_fetch_bytes=PARTITION_FETCH_BYTES, max_poll_records=max_records)
+
+    async def follow(self) -> None:
+        """Read every partition of the changelog as it is written, until cancelled (a
+        rebalance); a failure starts over from where the fences stopped."""
+        from aiokafka import TopicPartition
+
+        assert self.fences is not None
+        topic, offsets = self.changelog(), self.fences.offsets
+        while True:
+            consumer = self._consumer(FOLLOW_RECORDS)
+            try:
+                await consumer.start()
+                tps = [TopicPartition(topic, p) for p in range(self.table.partitions or 0)]
+                consumer.assign(tps)
+                for tp in tps:
+                    consumer.seek(tp, offsets.get(tp.partition, -1) + 1)
+                while True:
+                    fetched = await consumer.getmany(timeout_ms=1000)
+                    for tp, records in fetched.items():
+                        for r in records:
+                            self.apply(tp.partition, r.offset, r.key, r.value, r.headers)
+                    self.standby_lag = sum(
+                        max(0, (consumer.highwater(tp) or 0) - offsets.get(tp.partition, -1) - 1)
+                        for tp in tps if tp.partition not in self.held)
+                    await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("%s: following the changelog failed (%r); again in %.0f s", topic,
+                            exc, FOLLOW_RETRY_SECONDS)
+                await asyncio.sleep(FOLLOW_RETRY_SECONDS)
+            finally:
+                await consumer.stop()
 
     async def read(self, partitions: list[int]) -> None:
         """Read ``partitions`` of the changelog from where this store stopped to their end."""
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import TopicPartition
 
-        assert self.fences is not None and self.kafka is not None
+        assert self.fences is not None
         if not partitions:
             return
         topic, offsets = self.changelog(), self.fences.offsets
         started, rows_before = time.monotonic(), self.rows_read
-        consumer = AIOKafkaConsumer(
-            **self.kafka, group_id=None, enable_auto_commit=False,
-            auto_offset_reset="earliest", fetch_max_bytes=FETCH_BYTES,
-            max_partition_fetch_bytes=PARTITION_FETCH_BYTES, max_poll_records=100_000)
+        consumer = self._consumer(100_000)
         await consumer.start()
         try:
             tps = [TopicPartition(topic, p) for p in partitions]

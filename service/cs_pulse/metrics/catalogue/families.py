@@ -342,8 +342,16 @@ PIPELINE: tuple[Derived, ...] = (
     Derived("owned_fact_partitions", "Facts partitions owned by this worker.", WORKER),
     Derived("consumer_lag_messages", "Records not yet read, over the partitions owned.",
             WORKER),
-    Derived("changelog_fenced_rows", "Changelog rows dropped at recovery: written by a worker "
-            "after a new owner had fenced the partition (a zombie).", WORKER, type="counter"),
+    Derived("changelog_fenced_rows", "Changelog rows dropped as fenced off (at a recovery or "
+            "while following as a standby): written by a worker after a new owner had fenced "
+            "the partition (a zombie).", WORKER, type="counter"),
+    Derived("changelog_recovered_rows", "Changelog rows read by recoveries (this worker's "
+            "start, takeovers), not by following as a standby.", WORKER, type="counter"),
+    Derived("changelog_standby_rows", "Changelog rows held ready for a takeover: the latest "
+            "row of each key of the partitions other workers own (CS_PULSE_WARM_STANDBY).",
+            WORKER),
+    Derived("changelog_standby_lag_messages", "Changelog records of other workers' partitions "
+            "not yet read by this worker's standby.", WORKER),
 )
 
 
