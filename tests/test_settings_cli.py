@@ -95,7 +95,7 @@ def test_every_variable_is_read_from_the_environment(monkeypatch: pytest.MonkeyP
     # changelog standby
     env |= {"MAX_SHOPS": "2", "MAX_QUEUES": "3", "MAX_TEAMS": "4", "MAX_AGENTS": "5",
             "MAX_CHANNELS": "6", "PAUSE_HOLDS_FLUSHES": "false", "GC_TUNING": "false",
-            "WARM_STANDBY": "false"}
+            "WARM_STANDBY": "false", "LOCAL_COPY": "false"}
     for name, value in env.items():
         monkeypatch.setenv(f"CS_PULSE_{name}", value)
     s = Settings()
@@ -128,6 +128,7 @@ def test_every_variable_is_read_from_the_environment(monkeypatch: pytest.MonkeyP
             s.zendesk_automation_author_ids) == ("zd", "zds", ["111", "222"])
     assert s.label_limits == {"shop": 2, "queue": 3, "team": 4, "agent": 5, "channel": 6}
     assert s.pause_holds_flushes is False and s.gc_tuning is False and s.warm_standby is False
+    assert s.local_copy is False
     # Every field has its variable: nothing is configurable only in code.
     assert {env_name(f) for f in Settings.model_fields} == {
         f"CS_PULSE_{n}" for n in [*env, "KAFKA_SASL_PASSWORD"]}

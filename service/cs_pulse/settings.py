@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     # Follow every changelog partition between rebalances, so a takeover reads only its tail
     # (worker/changelog_store.py): costs the memory of the other workers' rows.
     warm_standby: bool = True
+    # Keep each changelog's rows in the data directory too, so a worker restarted on it reads
+    # only the changelogs' tail (worker/local_copy.py).
+    local_copy: bool = True
     data_dir: str = "/tmp/cs-pulse"
     loglevel: str = "warn"                     # ``cs-pulse worker --loglevel`` default
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"   # the worker's (uvloop: faster I/O)

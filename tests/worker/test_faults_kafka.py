@@ -18,7 +18,13 @@ from cs_pulse.topics import create_topic
 from cs_pulse.worker.app import EX_CONFIG, FLUSH_SECONDS
 from cs_pulse.worker.worker import EXIT_UNFLUSHED
 from harness import Topology, WorkerProcess, recompute, value
-from test_workers_kafka import FAST_REBALANCE, produce_simulation, start_pair, wait_for_match
+from test_workers_kafka import (
+    FAST_REBALANCE,
+    changelog_rows,
+    produce_simulation,
+    start_pair,
+    wait_for_match,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -81,10 +87,61 @@ def test_a_worker_restarted_on_its_data_directory_does_not_wait_for_its_session_
         restarted = WorkerProcess(topo, tmp_path, "w2", **env).start()
         wait_for_match([restarted], want, timeout=120)
         assert time.monotonic() - killed < 30, "waited for the dead member's session"
+        # It started from its local copy of the changelogs (worker/local_copy.py): of the
+        # changelogs, it read only the fences it wrote at its assignment.
+        written = asyncio.run(changelog_rows(kafka.bootstrap, topo))
+        recovered = value(restarted.scrape(), "cs_changelog_recovered_rows_total")
+        print(f"changelog rows {written}, read by the restart {recovered}")
+        assert written > 500 and recovered <= 3 * 4
     finally:
         worker.stop()
         if restarted is not None:
             restarted.stop()
+
+
+def test_a_local_copy_older_than_the_changelog_is_read_on_and_a_corrupt_one_rebuilt(
+        kafka: KafkaBroker, tmp_path: Path) -> None:
+    """A worker stopped, another one moving the changelogs on meanwhile, then the first
+    started again on its data directory: its copy is older than the changelogs, and only what
+    was written since is read. Then its copy corrupted: it is dropped and the changelogs read
+    from their start. Both times the numbers equal the recomputation from the raw topic."""
+    topo = Topology(kafka.bootstrap, partitions=4)
+    mine = {"CS_PULSE_DATA_DIR": str(tmp_path / "mine"), **FAST_REBALANCE}
+    workers: list[WorkerProcess] = []
+
+    def run(name: str, env: dict[str, str]) -> WorkerProcess:
+        worker = WorkerProcess(topo, tmp_path, name, **env).start()
+        workers.append(worker)
+        wait_for_match([worker], recompute(kafka.bootstrap, topo), timeout=120)
+        return worker
+
+    try:
+        produce_simulation(kafka.bootstrap, topo.events_topic, seed=71, minutes=10)
+        run("first", mine).stop()
+        before = asyncio.run(changelog_rows(kafka.bootstrap, topo))
+        produce_simulation(kafka.bootstrap, topo.events_topic, seed=72, minutes=10)
+        run("other", {"CS_PULSE_DATA_DIR": str(tmp_path / "other"), **FAST_REBALANCE}).stop()
+        after = asyncio.run(changelog_rows(kafka.bootstrap, topo))
+        assert after - before > 500
+
+        again = run("again", mine)
+        recovered = value(again.scrape(), "cs_changelog_recovered_rows_total")
+        print(f"changelog rows {before} then {after}; read by the restart {recovered}")
+        assert 0 < recovered <= after - before + 3 * 4   # and its own new fences
+        again.stop()
+
+        copies = tmp_path / "mine" / "changelogs"
+        damaged = [f for f in copies.rglob("*") if f.is_file() and f.name != "LOCK"]
+        assert damaged
+        for f in damaged:
+            f.write_bytes(b"\x00garbage" * 64)
+        rebuilt = run("rebuilt", mine)
+        total = asyncio.run(changelog_rows(kafka.bootstrap, topo))
+        assert value(rebuilt.scrape(), "cs_changelog_recovered_rows_total") >= total - 3 * 4
+        assert value(rebuilt.scrape(), "cs_events_processed_total") == 0   # from the changelogs
+    finally:
+        for worker in workers:
+            worker.stop()
 
 
 def test_undeliverable_facts_stop_the_worker_instead_of_losing_them(kafka: KafkaBroker,

@@ -31,6 +31,7 @@ from cs_pulse.worker import faust_compat
 from cs_pulse.worker.changelog_store import STORE_URL, store_of
 from cs_pulse.worker.engine import CUSTOMERS, EVENTS, FACTS, Change, Engine, Output, Record
 from cs_pulse.worker.fencing import Fences, epoch_headers, fence_key, missed_generations
+from cs_pulse.worker.local_copy import LocalCopy
 from cs_pulse.worker.membership import DataDir, replace_predecessor
 from cs_pulse.worker.worker import SOURCES, Worker
 
@@ -280,9 +281,15 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None,
     tables = {source: app.Table(name, partitions=n, key_type=bytes, value_type=bytes)
               for source, name in TABLE_NAMES.items()}
     bus = FaustBus(app, settings, tables)
+    # The local copies live in the data directory only while this process holds its lock (a
+    # second worker on the same directory reads the changelogs instead).
+    copies = data_dir is not None and settings.local_copy and data_dir.lock()
     for source, table in tables.items():
-        store_of(table).attach(bus.fences[source], aiokafka_kwargs(settings),
-                               standby=settings.warm_standby)
+        store = store_of(table)
+        local = LocalCopy(data_dir.path / "changelogs" / store.changelog()) \
+            if copies and data_dir is not None else None
+        store.attach(bus.fences[source], aiokafka_kwargs(settings),
+                     standby=settings.warm_standby, local=local)
     worker = Worker(engine, bus, settings.session_timeout,
                     hold_flushes=settings.pause_holds_flushes)
 

@@ -27,6 +27,11 @@ starts again when a recovery is over.
 Where a partition was read up to is the fences' own record of it (``Fences.offsets``): every
 row, however it was read, passes through them in log order. A partition lost in a rebalance
 is forgotten there, so getting it back reads it from its start, as its state was forgotten.
+
+A local copy (``local_copy.py``, when the worker holds its data directory): every fetch the
+store reads is also written to the worker's disk with where the reading stopped, so a worker
+restarted on that directory starts its fences and rows from the copy (``restore``) and reads
+only the changelog's tail.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from faust.stores.memory import Store as MemoryStore
 from faust.types import TP
 
 from cs_pulse.worker.fencing import Fences
+from cs_pulse.worker.local_copy import LocalCopy, Mark
 
 log = logging.getLogger("cs_pulse")
 STORE_URL = "cs-changelog://"         # the entry point's name, in pyproject.toml
@@ -67,13 +73,18 @@ class ChangelogStore(MemoryStore):
     held: frozenset[int] = frozenset()
     following: asyncio.Task[None] | None = None
     standby_lag = 0                        # records not yet followed, other workers' partitions
+    local: LocalCopy | None = None         # this worker's copy on disk
+    restored = False                       # the local copy was looked at (once, at the start)
+    pending: dict[int, list[tuple[bytes, bytes | None]]]   # rows for the local copy
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.partitions = {}
+        self.pending = {}
 
-    def attach(self, fences: Fences, kafka: dict[str, Any], standby: bool = False) -> None:
-        self.fences, self.kafka, self.standby = fences, kafka, standby
+    def attach(self, fences: Fences, kafka: dict[str, Any], standby: bool = False,
+               local: LocalCopy | None = None) -> None:
+        self.fences, self.kafka, self.standby, self.local = fences, kafka, standby, local
 
     def changelog(self) -> str:
         return str(self.table.changelog_topic.get_topic_name())
@@ -104,6 +115,60 @@ class ChangelogStore(MemoryStore):
         assert self.fences is not None
         self.fences.forget(partitions)
         self.drop(lambda p: partitions is not None and p not in partitions)
+        if self.local is not None:
+            for partition in range(self.table.partitions or 0) if partitions is None \
+                    else partitions:
+                self.pending.pop(partition, None)
+                self.local.forget(partition)
+
+    def persist(self, partitions: Iterable[int]) -> None:
+        """Write the rows read from ``partitions`` since the last call to the local copy, with
+        where the reading stopped and the fences there."""
+        if self.local is None:
+            return
+        fences = self.fences
+        assert fences is not None
+        for partition in partitions:
+            if partition in fences.offsets:
+                self.local.write(partition, self.pending.pop(partition, ()), Mark(
+                    fences.offsets[partition], fences.epochs.get(partition),
+                    fences.stale_keys.get(partition, set())))
+
+    async def restore(self) -> None:
+        """Start from the local copy, once: its partitions' rows and fences, except those the
+        changelog ends before (the topic was recreated since)."""
+        if self.restored or self.local is None:
+            return
+        self.restored = True
+        fences = self.fences
+        assert fences is not None
+        copies = self.local.load(range(self.table.partitions or 0))
+        if not copies:
+            return
+        ends = await self._end_offsets(sorted(copies))
+        for partition, (mark, rows) in copies.items():
+            if mark.offset >= ends.get(partition, 0):
+                log.warning("%s %d: the local copy reads to offset %d, the changelog ends at "
+                            "%d (recreated?): read from its start", self.changelog(), partition,
+                            mark.offset, ends.get(partition, 0))
+                self.local.forget(partition)
+                continue
+            fences.resume(partition, mark.offset, mark.epoch, mark.stale)
+            self.partitions[partition] = rows
+        log.info("%s: %d rows of partitions %s from the local copy", self.changelog(),
+                 sum(len(self.partitions.get(p, ())) for p in copies), sorted(copies))
+
+    async def _end_offsets(self, partitions: list[int]) -> dict[int, int]:
+        from aiokafka import TopicPartition
+
+        consumer = self._consumer(1)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(self.changelog(), p) for p in partitions]
+            return {tp.partition: int(end) for tp, end in
+                    (await consumer.end_offsets(tps)).items()}
+        finally:
+            await consumer.stop()
 
     def persisted_offset(self, tp: TP) -> int | None:
         """Where this store stopped reading the partition: Faust's recovery goes on from it."""
@@ -112,16 +177,22 @@ class ChangelogStore(MemoryStore):
 
     def apply_changelog_batch(self, batch: Iterable[Any], to_key: Any, to_value: Any) -> None:
         """Rows Faust's recovery read (written after this store's own reading), fenced."""
+        touched = set()
         for event in batch:
             m = event.message
             self.apply(m.partition, m.offset, m.key, m.value, m.headers)
             self.rows_read += 1
+            touched.add(m.partition)
+        self.persist(touched)
 
     def apply(self, partition: int, offset: int, key: bytes | None, value: bytes | None,
               headers: Any) -> None:
         assert self.fences is not None
-        if not self.fences.admit(partition, offset, key, value, headers) or key is None \
-                or partition in self.held:
+        if not self.fences.admit(partition, offset, key, value, headers) or key is None:
+            return
+        if self.local is not None:
+            self.pending.setdefault(partition, []).append((key, value))
+        if partition in self.held:
             return
         rows = self.partitions.setdefault(partition, {})
         if value is None:
@@ -133,6 +204,11 @@ class ChangelogStore(MemoryStore):
                            generation_id: int = 0) -> None:
         await self.stop_following()
         self.held = frozenset()
+        try:
+            await self.restore()
+        except Exception as exc:   # e.g. no broker for the end offsets: the copy is not used
+            log.warning("%s: local copy not used (%r)", self.changelog(), exc)
+            self.forget()
         topic = self.changelog()
         lost = {tp.partition for tp in revoked if tp.topic == topic}
         self.forget(lost)
@@ -166,6 +242,8 @@ class ChangelogStore(MemoryStore):
 
     async def on_stop(self) -> None:
         await self.stop_following()
+        if self.local is not None:
+            self.local.close()
         await super().on_stop()
 
     def _consumer(self, max_records: int) -> Any:
@@ -197,6 +275,7 @@ class ChangelogStore(MemoryStore):
                     for tp, records in fetched.items():
                         for r in records:
                             self.apply(tp.partition, r.offset, r.key, r.value, r.headers)
+                    self.persist(tp.partition for tp in fetched)
                     self.standby_lag = sum(
                         max(0, (consumer.highwater(tp) or 0) - offsets.get(tp.partition, -1) - 1)
                         for tp in tps if tp.partition not in self.held)
@@ -239,6 +318,7 @@ class ChangelogStore(MemoryStore):
                         self.apply(tp.partition, r.offset, r.key, r.value, r.headers)
                     self.rows_read += len(records)
                     progress = time.monotonic()
+                self.persist(tp.partition for tp in fetched)
                 for tp in list(todo):
                     if await consumer.position(tp) >= todo[tp]:
                         del todo[tp]

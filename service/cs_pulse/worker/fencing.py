@@ -92,6 +92,19 @@ class Fences:
             return False
         return True
 
+    def resume(self, partition: int, offset: int, epoch: int | None, stale: set[bytes]
+               ) -> None:
+        """The state of a reading that stopped at ``offset`` (a local copy's mark)."""
+        self.offsets[partition] = offset
+        if epoch is None:
+            self.epochs.pop(partition, None)
+        else:
+            self.epochs[partition] = epoch
+        if stale:
+            self.stale_keys[partition] = set(stale)
+        else:
+            self.stale_keys.pop(partition, None)
+
     def forget(self, partitions: Iterable[int] | None = None) -> None:
         """Partitions (None: all) to be read again from their start: lost in a rebalance, or
         the whole state rebuilt after missed generations."""
