@@ -20,6 +20,7 @@ from cs_pulse.worker.worker import EXIT_UNFLUSHED
 from harness import Topology, WorkerProcess, recompute, value
 from test_workers_kafka import (
     FAST_REBALANCE,
+    assert_audited,
     changelog_rows,
     produce_simulation,
     start_pair,
@@ -93,6 +94,7 @@ def test_a_worker_restarted_on_its_data_directory_does_not_wait_for_its_session_
         recovered = value(restarted.scrape(), "cs_changelog_recovered_rows_total")
         print(f"changelog rows {written}, read by the restart {recovered}")
         assert written > 500 and recovered <= 3 * 4
+        assert_audited(kafka.bootstrap, topo, [restarted])
     finally:
         worker.stop()
         if restarted is not None:
@@ -128,6 +130,7 @@ def test_a_local_copy_older_than_the_changelog_is_read_on_and_a_corrupt_one_rebu
         recovered = value(again.scrape(), "cs_changelog_recovered_rows_total")
         print(f"changelog rows {before} then {after}; read by the restart {recovered}")
         assert 0 < recovered <= after - before + 3 * 4   # and its own new fences
+        assert_audited(kafka.bootstrap, topo, [again])
         again.stop()
 
         copies = tmp_path / "mine" / "changelogs"
@@ -139,6 +142,7 @@ def test_a_local_copy_older_than_the_changelog_is_read_on_and_a_corrupt_one_rebu
         total = asyncio.run(changelog_rows(kafka.bootstrap, topo))
         assert value(rebuilt.scrape(), "cs_changelog_recovered_rows_total") >= total - 3 * 4
         assert value(rebuilt.scrape(), "cs_events_processed_total") == 0   # from the changelogs
+        assert_audited(kafka.bootstrap, topo, [rebuilt])
     finally:
         for worker in workers:
             worker.stop()

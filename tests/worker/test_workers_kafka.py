@@ -74,6 +74,20 @@ def wait_for_match(workers: list[WorkerProcess], want: dict, timeout: float) -> 
     raise AssertionError("\n".join(problems))
 
 
+def assert_audited(bootstrap: str, topo: Topology, workers: list[WorkerProcess]) -> None:
+    """Every number the workers export equals the SQL recomputation from the raw topic
+    (``cs-pulse audit --url``: DuckDB, independent of the engine)."""
+    from cs_pulse.audit.run import audit, read_topic, settle
+    from cs_pulse.settings import Settings
+
+    records = asyncio.run(read_topic(bootstrap, topo.events_topic))
+    urls = [w.url for w in workers]
+    settle(urls, len(records), timeout=60)
+    settings = Settings(partitions=topo.partitions, events_topic=topo.events_topic)
+    assert audit(records, settings, urls=urls, at=None, tolerance=1e-9, pipeline=False,
+                 limit=20) == 0
+
+
 async def changelog_rows(bootstrap: str, topo: Topology) -> int:
     """Records written to the three changelogs, all partitions."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
@@ -128,6 +142,7 @@ def test_two_workers_add_up_and_survive_sigkill(kafka: KafkaBroker, tmp_path: Pa
         print(f"changelog rows {written}, read by the takeover {takeover}")
         assert takeover < 0.1 * written
         assert value(a.scrape(), "cs_changelog_standby_rows") == 0   # it owns everything
+        assert_audited(kafka.bootstrap, topo, [a])
     finally:
         a.stop()
         b.stop()
