@@ -247,34 +247,47 @@ def finish(engine: Engine, log: Log) -> None:
     run_until(engine, log, steps=3, flush_every=1)
 
 
+def crashed(seed: int, partitions: int, crash_after: int
+            ) -> tuple[list[dict[str, object]], Engine, Log, Engine]:
+    """An hour's story; an engine that ran it all without a crash; and the log and engine of
+    one that ran ``crash_after`` steps, flushing every other step, then died."""
+    cfg = SimConfig(seed=seed, start=time.time() - 3600, duration=3600, shops=2,
+                    agents_per_shop=6, tz=peak_tz())
+    events = list(generate(cfg))
+    steady = Engine(Settings(partitions=partitions))
+    steady_log = Log(events, partitions)
+    run_until(steady, steady_log, steps=200, flush_every=1, release_every=5)
+    finish(steady, steady_log)
+    log = Log(events, partitions)
+    first = Engine(Settings(partitions=partitions))
+    run_until(first, log, steps=crash_after, flush_every=2, release_every=5)
+    return events, steady, log, first
+
+
+def assert_recovered(second: Engine, log: Log, events: list[dict[str, object]],
+                     steady: Engine) -> None:
+    """``second``, loaded from the log's changelogs, runs the rest: it reads every record and
+    ends with the uninterrupted engine's numbers."""
+    run_until(second, log, steps=200, flush_every=2, release_every=5)
+    finish(second, log)
+    assert len(events) > 1000
+    assert all(second.cursors[(EVENTS, p)].next_offset == len(records)
+               for p, records in enumerate(log.topics[EVENTS]))
+    assert_same(comparable(exported(second)), comparable(exported(steady)))
+    assert second.pipeline.duplicates == 0
+
+
 @pytest.mark.parametrize("crash_after", [1, 3, 7, 12, 13])
 def test_a_crash_between_flushes_recovers_the_uninterrupted_numbers(crash_after: int) -> None:
     """State lost since the last flush is redone from the cursors (held records re-held,
     idle releases replayed at their markers); outputs re-sent for it are dropped by origin;
     the recovered worker ends with the numbers of one that never crashed."""
-    cfg = SimConfig(seed=5, start=time.time() - 3600, duration=3600, shops=2, agents_per_shop=6,
-                    tz=peak_tz())
-    events = list(generate(cfg))
     partitions = 3
-    steady = Engine(Settings(partitions=partitions))
-    steady_log = Log(events, partitions)
-    run_until(steady, steady_log, steps=200, flush_every=1, release_every=5)
-    finish(steady, steady_log)
-
-    log = Log(events, partitions)
-    first = Engine(Settings(partitions=partitions))
-    run_until(first, log, steps=crash_after, flush_every=2, release_every=5)
+    events, steady, log, _ = crashed(5, partitions, crash_after)
     second = Engine(Settings(partitions=partitions))
     for source in (EVENTS, CUSTOMERS, FACTS):
         second.load(source, log.changelogs[source].items())
-    run_until(second, log, steps=200, flush_every=2, release_every=5)
-    finish(second, log)
-
-    assert len(events) > 1000
-    assert all(second.cursors[(EVENTS, p)].next_offset == len(log.topics[EVENTS][p])
-               for p in range(partitions))
-    assert_same(comparable(exported(second)), comparable(exported(steady)))
-    assert second.pipeline.duplicates == 0
+    assert_recovered(second, log, events, steady)
     # After an odd step, one step's work was lost and redone: its outputs reached the topics
     # twice, once from each engine. After an even one nothing was lost.
     duplicates = sum(a.stats.get("duplicate_facts", 0) for a in second.aggregators.values())

@@ -122,22 +122,30 @@ def test_the_copy_holds_every_row_read_with_the_fences_where_reading_stopped(
     assert sorted(snapshot(store.local)) == [0]
 
 
+def offline(store: ChangelogStore, monkeypatch: pytest.MonkeyPatch,
+            ends: dict[int, int] | None) -> None:
+    """The broker as a restart sees it: the changelogs end at ``ends`` (None: no answer), and
+    reading them reads nothing."""
+    async def end_offsets(partitions: list[int]) -> dict[int, int]:
+        if ends is None:
+            raise OSError("no broker")
+        return ends
+
+    async def read(partitions: list[int]) -> None:
+        pass
+
+    monkeypatch.setattr(store, "_end_offsets", end_offsets)
+    monkeypatch.setattr(store, "read", read)
+    monkeypatch.setattr(store.app, "assignor", type("A", (), {
+        "assigned_standbys": staticmethod(set)})())
+
+
 async def test_a_restart_starts_from_the_copy_except_where_the_changelog_ends_before_it(
         store: ChangelogStore, monkeypatch: pytest.MonkeyPatch) -> None:
     assert store.local is not None
     store.local.write(0, [(b"0/c|a", b"v")], Mark(5, 2, {b"0/c|z"}))
     store.local.write(2, [(b"2/c|a", b"v")], Mark(9, 3))    # the topic was recreated since
-
-    async def ends(partitions: list[int]) -> dict[int, int]:
-        return {0: 12, 2: 4}
-
-    async def read(partitions: list[int]) -> None:
-        pass
-
-    monkeypatch.setattr(store, "_end_offsets", ends)
-    monkeypatch.setattr(store, "read", read)
-    monkeypatch.setattr(store.app, "assignor", type("A", (), {
-        "assigned_standbys": staticmethod(set)})())
+    offline(store, monkeypatch, {0: 12, 2: 4})
     topic = store.changelog()
     await store.on_rebalance({TP(topic, 0), TP(topic, 2)}, set(), set(), 1)
     assert store.fences is not None
@@ -154,17 +162,7 @@ async def test_a_copy_that_cannot_be_checked_is_dropped(store: ChangelogStore,
                                                          ) -> None:
     assert store.local is not None
     store.local.write(0, [(b"0/c|a", b"v")], Mark(5))
-
-    async def unreachable(partitions: list[int]) -> dict[int, int]:
-        raise OSError("no broker")
-
-    async def read(partitions: list[int]) -> None:
-        pass
-
-    monkeypatch.setattr(store, "_end_offsets", unreachable)
-    monkeypatch.setattr(store, "read", read)
-    monkeypatch.setattr(store.app, "assignor", type("A", (), {
-        "assigned_standbys": staticmethod(set)})())
+    offline(store, monkeypatch, None)
     await store.on_rebalance({TP(store.changelog(), 0)}, set(), set(), 1)
     assert store.fences is not None and store.fences.offsets == {} and store.partitions == {}
     assert snapshot(store.local) == {}

@@ -6,21 +6,16 @@ against a real broker and real processes: test_workers_kafka.py)."""
 
 from __future__ import annotations
 
-import time
-
 import faust
 import pytest
 
 from cs_pulse.settings import Settings
-from cs_pulse.sources.simulate import SimConfig, generate
 from cs_pulse.worker.app import TABLE_NAMES
 from cs_pulse.worker.changelog_store import STORE_URL, ChangelogStore, store_of
-from cs_pulse.worker.engine import EVENTS, Engine
+from cs_pulse.worker.engine import Engine
 from cs_pulse.worker.fencing import Fences, epoch_headers
 from cs_pulse.worker.worker import SOURCES
-from factory import peak_tz
-from harness import assert_same, comparable, exported
-from test_engine_cursors import Log, finish, run_until
+from test_engine_cursors import Log, assert_recovered, crashed
 
 PARTITIONS = 3
 
@@ -47,17 +42,7 @@ def follow(log: Log) -> dict[str, ChangelogStore]:
 @pytest.mark.parametrize("crash_after,landed", [(3, 0), (5, 1), (9, 2), (13, 1)])
 def test_a_standby_promoted_after_a_kill_mid_flush_ends_with_the_uninterrupted_numbers(
         crash_after: int, landed: int) -> None:
-    cfg = SimConfig(seed=7, start=time.time() - 3600, duration=3600, shops=2,
-                    agents_per_shop=6, tz=peak_tz())
-    events = list(generate(cfg))
-    steady = Engine(Settings(partitions=PARTITIONS))
-    steady_log = Log(events, PARTITIONS)
-    run_until(steady, steady_log, steps=200, flush_every=1, release_every=5)
-    finish(steady, steady_log)
-
-    log = Log(events, PARTITIONS)
-    first = Engine(Settings(partitions=PARTITIONS))
-    run_until(first, log, steps=crash_after, flush_every=2, release_every=5)
+    events, steady, log, first = crashed(7, PARTITIONS, crash_after)
     written = len(log.batches)
     # Killed part-way through a flush: only the batches of partition ``landed`` got out, in
     # every changelog (each partition's batch holds its cursor row last, so it is whole).
@@ -72,11 +57,4 @@ def test_a_standby_promoted_after_a_kill_mid_flush_ends_with_the_uninterrupted_n
         rows = store.take_rows()
         assert dict(rows) == {k: v for k, v in log.changelogs[source].items() if v is not None}
         second.load(source, rows)
-    run_until(second, log, steps=200, flush_every=2, release_every=5)
-    finish(second, log)
-
-    assert len(events) > 1000
-    assert all(second.cursors[(EVENTS, p)].next_offset == len(log.topics[EVENTS][p])
-               for p in range(PARTITIONS))
-    assert_same(comparable(exported(second)), comparable(exported(steady)))
-    assert second.pipeline.duplicates == 0
+    assert_recovered(second, log, events, steady)
