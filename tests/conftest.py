@@ -33,6 +33,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                     "rebuild with ./dev setup (or .venv/bin/pip install -e .)", returncode=4)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses a broker is a Kafka test, marked or not (``./dev check`` deselects
+    them before any broker starts)."""
+    for item in items:
+        if {"kafka", "own_broker"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.kafka)
+
+
 @pytest.fixture(scope="session")
 def kafka() -> Iterator[KafkaBroker]:
     """One real single-node KRaft broker on 127.0.0.1 for the whole test session."""

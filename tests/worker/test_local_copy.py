@@ -175,3 +175,19 @@ def test_a_copy_another_process_has_open_is_left_alone(tmp_path: Path) -> None:
     assert second.db is None and second.load(range(1)) == {}
     assert os.path.exists(tmp_path / "c" / "CURRENT")
     assert sorted(snapshot(first)) == [0]
+
+
+async def test_without_a_standby_a_copy_of_a_partition_not_assigned_is_not_kept_in_memory(
+        store: ChangelogStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing follows it: were its fences kept, getting it later would read on from the
+    copy's offset without the copy's rows. It is read from the copy again at a restart."""
+    assert store.local is not None and not store.standby
+    store.local.write(0, [(b"0/c|a", b"v")], Mark(5))
+    store.local.write(1, [(b"1/c|a", b"w")], Mark(7))
+    offline(store, monkeypatch, {0: 6, 1: 8})
+    topic = store.changelog()
+    await store.on_rebalance({TP(topic, 0)}, set(), set(), 1)
+    await store.on_recovery_completed({TP(topic, 0)}, set())
+    assert store.take_rows() == [(b"0/c|a", b"v")]
+    assert store.partitions == {} and store.persisted_offset(TP(topic, 1)) is None
+    assert sorted(snapshot(store.local)) == [0, 1]

@@ -230,7 +230,9 @@ class ChangelogStore(MemoryStore):
         if self.standby:
             await self.stop_following()
             self.following = asyncio.ensure_future(self.follow())
-        else:
+        else:   # nothing keeps other partitions' rows up to date: read them anew if assigned
+            assert self.fences is not None
+            self.fences.forget([p for p in list(self.fences.offsets) if p not in self.held])
             self.drop(self.held.__contains__)
 
     async def stop_following(self) -> None:
