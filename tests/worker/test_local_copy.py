@@ -84,6 +84,28 @@ def test_a_corrupt_block_drops_the_whole_copy(tmp_path: Path) -> None:
     assert snapshot(copy) == {1: (0, None, set(), {b"1/c|a": b"v"})}
 
 
+def test_a_copy_that_fails_while_written_is_removed_and_stays_off(tmp_path: Path) -> None:
+    """Rows written after the failure alone, under a mark, would claim the rows before."""
+    copy = LocalCopy(tmp_path / "c")
+    copy.write(0, [(b"0/c|a", b"v")], Mark(3))
+    assert copy.db is not None
+
+    class Failing:
+        def write(self, batch: object) -> None:
+            raise OSError("no space left on device")
+
+        def close(self) -> None:
+            pass
+
+    copy.db.close()
+    copy.db = Failing()  # type: ignore[assignment]
+    copy.write(0, [(b"0/c|b", b"w")], Mark(4))
+    assert copy.db is None and not (tmp_path / "c").exists()
+    copy.write(0, [(b"0/c|c", b"x")], Mark(5))           # ignored
+    assert not (tmp_path / "c").exists()
+    assert snapshot(LocalCopy(tmp_path / "c")) == {}     # the next start: read the changelog
+
+
 def test_a_mark_that_is_not_one_drops_the_whole_copy(tmp_path: Path) -> None:
     copy = LocalCopy(tmp_path / "c")
     copy.write(0, [(b"0/c|a", b"v")], Mark(3))

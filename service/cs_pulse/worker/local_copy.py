@@ -98,12 +98,17 @@ class LocalCopy:
     def _remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
 
-    def _discard(self, exc: BaseException) -> None:
+    def _discard(self, exc: BaseException, reopen: bool) -> None:
+        """Remove the copy. Reopened empty only when nothing was read from it yet (``load``,
+        at the start, before the store reads the changelogs from their start); a copy that
+        fails while being written stays off until the next start, since new rows alone
+        under a mark would claim the rows before them too."""
         log.warning("local changelog copy %s corrupt (%r): removed, the changelog is read "
                     "instead", self.path, exc)
         self.close()
         self._remove()
-        self.db = self._open()
+        if reopen:
+            self.db = self._open()
 
     def write(self, partition: int, rows: Iterable[tuple[bytes, bytes | None]],
               mark: Mark) -> None:
@@ -122,7 +127,7 @@ class LocalCopy:
         try:
             self.db.write(batch)
         except Exception as exc:
-            self._discard(exc)
+            self._discard(exc, reopen=False)
 
     def forget(self, partition: int) -> None:
         """The partition is read again from its start (lost, or rebuilt)."""
@@ -135,7 +140,7 @@ class LocalCopy:
         except KeyError:
             pass
         except Exception as exc:
-            self._discard(exc)
+            self._discard(exc, reopen=False)
 
     def load(self, partitions: Iterable[int]) -> dict[int, tuple[Mark, dict[bytes, bytes]]]:
         """Each partition's copy and mark; partitions without one, or with one too old to
@@ -160,7 +165,7 @@ class LocalCopy:
                     continue
                 out[partition] = (mark, self._rows(db, _prefix(partition)))
         except Exception as exc:
-            self._discard(exc)
+            self._discard(exc, reopen=True)
             return {}
         return out
 
