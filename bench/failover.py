@@ -53,11 +53,11 @@ def settle(workers: list[Worker], events: int, timeout: float) -> tuple[float, .
     deadline = time.monotonic() + timeout
     previous: tuple[float, ...] | None = None
     while time.monotonic() < deadline:
-        if sum(w.processed() for w in workers) >= events and all(w.lag() == 0 for w in workers):
-            now = totals(workers)
-            if now == previous and now[0] > 0:
-                return now
-            previous = now
+        caught_up(workers, events, deadline - time.monotonic())
+        now = totals(workers)
+        if now == previous and now[0] > 0:
+            return now
+        previous = now
         time.sleep(3)
     raise TimeoutError(f"not settled in {timeout:.0f} s")
 

@@ -283,11 +283,11 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None,
     bus = FaustBus(app, settings, tables)
     # The local copies live in the data directory only while this process holds its lock (a
     # second worker on the same directory reads the changelogs instead).
-    copies = data_dir is not None and settings.local_copy and data_dir.lock()
+    copies = data_dir.path / "changelogs" if (
+        data_dir is not None and settings.local_copy and data_dir.lock()) else None
     for source, table in tables.items():
         store = store_of(table)
-        local = LocalCopy(data_dir.path / "changelogs" / store.changelog()) \
-            if copies and data_dir is not None else None
+        local = LocalCopy(copies / store.changelog()) if copies is not None else None
         store.attach(bus.fences[source], aiokafka_kwargs(settings),
                      standby=settings.warm_standby, local=local)
     worker = Worker(engine, bus, settings.session_timeout,

@@ -200,6 +200,15 @@ class ChangelogStore(MemoryStore):
         else:
             rows[key] = value
 
+    def apply_fetched(self, fetched: dict[Any, list[Any]]) -> int:
+        """A fetch's records (an aiokafka ``getmany``), in log order per partition, then the
+        local copy of what they changed; the number of records."""
+        for tp, records in fetched.items():
+            for r in records:
+                self.apply(tp.partition, r.offset, r.key, r.value, r.headers)
+        self.persist(tp.partition for tp in fetched)
+        return sum(map(len, fetched.values()))
+
     async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP],
                            generation_id: int = 0) -> None:
         await self.stop_following()
@@ -273,11 +282,7 @@ class ChangelogStore(MemoryStore):
                 for tp in tps:
                     consumer.seek(tp, offsets.get(tp.partition, -1) + 1)
                 while True:
-                    fetched = await consumer.getmany(timeout_ms=1000)
-                    for tp, records in fetched.items():
-                        for r in records:
-                            self.apply(tp.partition, r.offset, r.key, r.value, r.headers)
-                    self.persist(tp.partition for tp in fetched)
+                    self.apply_fetched(await consumer.getmany(timeout_ms=1000))
                     self.standby_lag = sum(
                         max(0, (consumer.highwater(tp) or 0) - offsets.get(tp.partition, -1) - 1)
                         for tp in tps if tp.partition not in self.held)
@@ -314,13 +319,10 @@ class ChangelogStore(MemoryStore):
                     consumer.pause(tp)
             progress = time.monotonic()
             while todo:
-                fetched = await consumer.getmany(*todo, timeout_ms=1000)
-                for tp, records in fetched.items():
-                    for r in records:
-                        self.apply(tp.partition, r.offset, r.key, r.value, r.headers)
-                    self.rows_read += len(records)
+                got = self.apply_fetched(await consumer.getmany(*todo, timeout_ms=1000))
+                if got:
+                    self.rows_read += got
                     progress = time.monotonic()
-                self.persist(tp.partition for tp in fetched)
                 for tp in list(todo):
                     if await consumer.position(tp) >= todo[tp]:
                         del todo[tp]

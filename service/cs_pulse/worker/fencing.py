@@ -112,13 +112,9 @@ class Fences:
             self.offsets.pop(p, None)
             self.epochs.pop(p, None)
 
-    def take_stale_keys(self, partitions: Iterable[int] | None = None
-                        ) -> dict[int, set[bytes]]:
-        """Keys of the rows dropped in ``partitions`` (None: all) since they were last taken:
-        their owner writes them again. (A standby keeps those of partitions it may own later.)"""
-        if partitions is None:
-            keys, self.stale_keys = self.stale_keys, {}
-            return keys
+    def take_stale_keys(self, partitions: Iterable[int]) -> dict[int, set[bytes]]:
+        """Keys of the rows dropped in ``partitions`` since they were last taken: their owner
+        writes them again. (A standby keeps those of partitions it may own later.)"""
         return {p: self.stale_keys.pop(p) for p in partitions if p in self.stale_keys}
 
     def behind(self, epochs: dict[int, int]) -> dict[int, int]:

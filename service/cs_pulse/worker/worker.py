@@ -229,8 +229,9 @@ class Worker:
     def on_recovered(self, source: str, rows: list[tuple[bytes, bytes | None]],
                      stale_keys: dict[int, set[bytes]] | None = None) -> None:
         """Recovery replayed changelog rows of newly assigned partitions (and this worker's own
-        writes since its last recovery, which ``Engine.load`` skips: the engine is as far). The
-        keys of rows it dropped as fenced off go out again with the next flush (``fencing.py``)."""
+        writes its standby had not read yet, which ``Engine.load`` skips: the engine is as far).
+        The keys of rows it dropped as fenced off go out again with the next flush
+        (``fencing.py``)."""
         self.on_assigned()
         # Loading creates most of the state's objects at once: with the collector on, its full
         # collections walk the growing heap again and again (a third of the load's time at
